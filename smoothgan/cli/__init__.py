@@ -1,0 +1,13 @@
+"""The ``smoothgan`` command line: one Typer app; each command family lives in its own module.
+
+Commands stay thin: they parse options, call the Python API and show progress. Heavy packages (torch,
+onnxruntime) are imported inside command bodies, so ``smoothgan --version`` starts fast.
+"""
+
+from __future__ import annotations
+
+from smoothgan.cli.app import app, main
+from smoothgan.cli import model as _model  # noqa: F401  (registers import/info)
+from smoothgan.cli import translate as _translate  # noqa: F401  (registers translate)
+
+__all__ = ["app", "main"]

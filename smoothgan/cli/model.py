@@ -1,0 +1,75 @@
+"""``smoothgan import`` and ``smoothgan info``: getting models in and looking at them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from smoothgan.cli.app import command, console, split_list
+
+
+@command("import")
+def import_command(
+    checkpoint: Annotated[Path, typer.Argument(help="Official *_nets_ema.ckpt or *_nets.ckpt file.")],
+    domains: Annotated[str, typer.Option("--domains", help="Domain names in index order, e.g. female,male.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle directory to create.")],
+    wing: Annotated[Optional[Path], typer.Option("--wing", help="wing.ckpt (FAN) for w_hpf > 0 models.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Model name recorded in the bundle.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing bundle.")] = False,
+) -> None:
+    """Turn an official StarGAN v2 / smoothing checkpoint into a bundle.
+
+    Examples:
+
+    1. `smoothgan import 100000_nets_ema.ckpt --domains female,male --wing wing.ckpt --out celeba_hq`
+
+    2. `smoothgan import afhq_100000_nets_ema.ckpt --domains cat,dog,wild --out afhq`
+
+    Checkpoints store no domain names: give them in index order (sorted training folder names).
+    """
+    from smoothgan.models.checkpoints import import_to_bundle
+
+    bundle = import_to_bundle(checkpoint, split_list(domains), out, wing=wing, overwrite=overwrite, name=name)
+    cfg = bundle.config
+    console.print(
+        f"imported {checkpoint.name} -> {bundle.path}: img_size {cfg.img_size}, domains "
+        f"{', '.join(bundle.domains)}, w_hpf {cfg.w_hpf:g}, sha256 {bundle.weights_sha256[:12]}"
+    )
+    for note in bundle.provenance.get("notes", []):
+        console.print(f"  note: {note}")
+
+
+@command("info")
+def info_command(
+    model: Annotated[Optional[str], typer.Argument(envvar="SMOOTHGAN_MODEL", help="Bundle directory.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print smoothgan.json as is.")] = False,
+) -> None:
+    """Show a bundle's configuration, domains, provenance and exported artefacts.
+
+    Examples:
+
+    1. `smoothgan info celeba_hq`
+
+    2. `smoothgan info celeba_hq --json | jq .config`
+    """
+    from smoothgan.bundle import load_bundle
+
+    bundle = load_bundle(model)
+    if as_json:
+        typer.echo(json.dumps(bundle.to_json(), indent=2))
+        return
+    table = Table(title=f"smoothgan bundle {bundle.path}", show_header=False)
+    for key, value in bundle.config.to_dict().items():
+        table.add_row(key, str(value))
+    table.add_row("domains", ", ".join(bundle.domains))
+    table.add_row("weights", f"{bundle.weights_dtype}, sha256 {bundle.weights_sha256}")
+    for key, value in bundle.provenance.items():
+        table.add_row(f"provenance.{key}", "; ".join(map(str, value)) if isinstance(value, list) else str(value))
+    for kind, records in bundle.artifacts.items():
+        for key in records:
+            table.add_row(f"artifact.{kind}", key)
+    console.print(table)

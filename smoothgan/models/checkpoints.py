@@ -1,0 +1,240 @@
+"""Official checkpoint formats: ``*_nets_ema.ckpt``, ``*_nets.ckpt`` and ``wing.ckpt`` (REFERENCE.md section 1).
+
+Every quirk of the official files is handled here and nowhere else: ``module.`` prefixes, the ``hpf.filter``
+constant that released files lack, an extra ``fan`` entry in AFHQ files, and configuration that must be
+inferred from tensor shapes because the files store none (nor domain names). Loading is strict: missing,
+unexpected or mis-shaped keys are an error listing them, never a silent ``strict=False``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import torch
+from torch import nn
+
+from smoothgan.config import ModelConfig
+from smoothgan.errors import CheckpointError
+from smoothgan.models.fan import FAN
+from smoothgan.models.stargan_v2 import HighPass, build_networks
+
+if TYPE_CHECKING:
+    from smoothgan.bundle import ModelBundle
+
+log = logging.getLogger(__name__)
+
+INFERENCE_MODULES = ("generator", "mapping_network", "style_encoder")
+KNOWN_ENTRIES = (*INFERENCE_MODULES, "discriminator", "fan")
+DEFAULT_W_HPF = 1.0  # the only value any released hpf model uses; files without hpf.filter do not record it
+
+
+def load_torch_file(path: str | Path) -> Any:
+    """``torch.load`` restricted to tensors and plain containers (never arbitrary pickles)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for bad files; all mean "not a checkpoint we accept"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason[:300]}") from exc
+
+
+def strip_module_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove one leading ``module.`` (DataParallel) from every key that has it."""
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+
+
+def _summarise(names: list[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load ``state`` into ``module`` requiring exactly its keys and shapes; one-line error listing problems."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {_summarise(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_summarise(unexpected)}")
+    if misshaped:
+        problems.append(f"wrong shape {_summarise(misshaped)}")
+    if problems:
+        raise CheckpointError(f"{what}: " + "; ".join(problems))
+    module.load_state_dict({k: state[k].to(expected[k].dtype) for k in expected}, strict=True)
+
+
+def _count_groups(state: dict[str, torch.Tensor], prefix: str) -> int:
+    indices = {int(k[len(prefix):].split(".")[0]) for k in state if k.startswith(prefix)}
+    return len(indices)
+
+
+def infer_config(entries: dict[str, dict[str, torch.Tensor]]) -> tuple[ModelConfig, list[str]]:
+    """Recover the architecture from tensor shapes (REFERENCE 1.8); returns the config and notes on guesses."""
+    generator, mapping, encoder = (entries[name] for name in INFERENCE_MODULES)
+    notes: list[str] = []
+    try:
+        num_domains = _count_groups(mapping, "unshared.")
+        style_dim = mapping["unshared.0.6.weight"].shape[0]
+        latent_dim = mapping["shared.0.weight"].shape[1]
+        mapping_dim = mapping["shared.0.weight"].shape[0]
+        encoder_blocks = _count_groups(encoder, "shared.") - 2  # conv, N ResBlks, conv 4x4 (LReLUs have no keys)
+        img_size = 2 ** (encoder_blocks + 2)
+        start_dim = generator["from_rgb.weight"].shape[0]
+        encode_blocks = _count_groups(generator, "encode.")
+        widths = [t.shape[0] for state in (generator, encoder) for t in state.values() if t.dim() == 4]
+    except (KeyError, IndexError) as exc:
+        raise CheckpointError(f"not a StarGAN v2 checkpoint: cannot find {exc} in its networks") from None
+    uses_hpf = encode_blocks == int(math.log2(img_size)) - 2 + 1
+    if not uses_hpf and encode_blocks != int(math.log2(img_size)) - 2:
+        raise CheckpointError(
+            f"generator has {encode_blocks} encoder blocks, which fits no w_hpf for img_size {img_size}"
+        )
+    w_hpf = 0.0
+    if uses_hpf:
+        hpf = generator.get("hpf.filter")
+        if hpf is not None:
+            w_hpf = float(8.0 / hpf[1, 1])
+        else:
+            w_hpf = DEFAULT_W_HPF
+            notes.append(f"hpf.filter absent: assumed w_hpf={DEFAULT_W_HPF:g} (the released CelebA-HQ value)")
+    config = ModelConfig(
+        img_size=img_size,
+        num_domains=num_domains,
+        style_dim=style_dim,
+        latent_dim=latent_dim,
+        w_hpf=w_hpf,
+        max_conv_dim=max(widths),  # the style encoder goes deepest; a cap never reached does not matter
+        base_dim=0 if start_dim == 2**14 // img_size else start_dim,
+        mapping_dim=mapping_dim,
+    )
+    return config, notes
+
+
+@dataclass
+class ImportedCheckpoint:
+    """Networks loaded from an official file, with the inferred config and what the import noticed."""
+
+    config: ModelConfig
+    networks: dict[str, nn.Module]
+    notes: list[str] = field(default_factory=list)
+    fan_source: Optional[str] = None  # "checkpoint", "wing" or None
+
+
+def _fill_hpf_filter(generator_state: dict[str, torch.Tensor], config: ModelConfig, notes: list[str]) -> None:
+    """Synthesise the ``hpf.filter`` constant released files lack; check it where present."""
+    if not config.uses_masks:
+        return
+    expected = HighPass(config.w_hpf).filter
+    present = generator_state.get("hpf.filter")
+    if present is None:
+        generator_state["hpf.filter"] = expected
+        notes.append("synthesised hpf.filter")
+    elif not torch.allclose(present.float(), expected, atol=1e-6):
+        raise CheckpointError("generator hpf.filter is not the high-pass kernel for any w_hpf")
+
+
+def read_wing(path: str | Path) -> dict[str, torch.Tensor]:
+    """The FAN state_dict inside ``wing.ckpt`` (its ``state_dict`` entry)."""
+    data = load_torch_file(path)
+    if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
+        raise CheckpointError(f"{path} is not a wing.ckpt: expected a dict with a 'state_dict' entry")
+    return strip_module_prefix(data["state_dict"])
+
+
+def import_official(path: str | Path, wing: Optional[str | Path] = None,
+                    discriminator: bool = False) -> ImportedCheckpoint:
+    """Read an official ``*_nets_ema.ckpt`` / ``*_nets.ckpt`` (and ``wing.ckpt`` for w_hpf > 0)."""
+    data = load_torch_file(path)
+    if not isinstance(data, dict) or not all(isinstance(data.get(m), dict) for m in INFERENCE_MODULES):
+        found = ", ".join(sorted(map(str, data))) if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(
+            f"{path} is not an official StarGAN v2 checkpoint: expected entries "
+            f"{', '.join(INFERENCE_MODULES)}; found {found or 'nothing'}"
+        )
+    unknown = sorted(str(k) for k in data if k not in KNOWN_ENTRIES)
+    notes: list[str] = []
+    if unknown:
+        log.warning("ignoring unknown checkpoint entries: %s", ", ".join(unknown))
+        notes.append(f"ignored entries: {', '.join(unknown)}")
+    entries = {name: strip_module_prefix(dict(data[name])) for name in INFERENCE_MODULES}
+    if any(k.startswith("module.") for m in INFERENCE_MODULES for k in data[m]):
+        notes.append("stripped module. prefixes")
+    config, guesses = infer_config(entries)
+    notes += guesses
+    _fill_hpf_filter(entries["generator"], config, notes)
+
+    want_discriminator = discriminator and isinstance(data.get("discriminator"), dict)
+    if discriminator and not want_discriminator:
+        raise CheckpointError(f"{path} has no discriminator (only *_nets.ckpt files do)")
+    networks = build_networks(config, discriminator=want_discriminator)
+    if want_discriminator:
+        entries["discriminator"] = strip_module_prefix(dict(data["discriminator"]))
+    for name, module in networks.items():
+        load_state_strict(module, entries[name], name)
+
+    fan_source = None
+    if config.uses_masks:
+        networks["fan"] = load_fan(data.get("fan"), wing, path)
+        fan_source = "checkpoint" if isinstance(data.get("fan"), dict) else "wing"
+        notes.append(f"FAN weights from the {'checkpoint fan entry' if fan_source == 'checkpoint' else 'wing file'}")
+    elif "fan" in data:
+        notes.append("ignored the fan entry (w_hpf = 0 models use no masks)")
+    for module in networks.values():
+        module.eval()
+    return ImportedCheckpoint(config, networks, notes, fan_source)
+
+
+def load_fan(entry: Any, wing: Optional[str | Path], source: str | Path) -> FAN:
+    """FAN weights: the checkpoint's own ``fan`` entry if present, else ``wing.ckpt``; all 336 names required."""
+    if isinstance(entry, dict):
+        state = strip_module_prefix(dict(entry))
+    elif wing is not None:
+        state = read_wing(wing)
+    else:
+        raise CheckpointError(
+            f"{source} is a w_hpf > 0 (CelebA-HQ style) model without FAN weights: pass --wing wing.ckpt"
+        )
+    fan = FAN()
+    load_state_strict(fan, state, "fan")
+    return fan.eval()
+
+
+def import_to_bundle(path: str | Path, domains: list[str] | tuple[str, ...], out: str | Path,
+                     wing: Optional[str | Path] = None, overwrite: bool = False,
+                     name: Optional[str] = None) -> "ModelBundle":
+    """``smoothgan import``: an official checkpoint (+ wing.ckpt) -> a bundle with provenance and sha256s."""
+    from smoothgan.bundle import save_bundle
+    from smoothgan.errors import InputError
+    from smoothgan.fileio import sha256_file
+
+    imported = import_official(path, wing)
+    config = imported.config
+    if len(domains) != config.num_domains:
+        raise InputError(
+            f"--domains names {len(domains)} domain(s) but the checkpoint has {config.num_domains}; give them in "
+            f"index order (sorted training folder names, e.g. female,male or cat,dog,wild)"
+        )
+    provenance = {
+        "name": name or Path(out).name,
+        "source": Path(path).name,
+        "source_sha256": sha256_file(path),
+        "kind": "official StarGAN v2 / smoothing checkpoint",
+        "notes": imported.notes,
+    }
+    if imported.fan_source == "wing":
+        provenance["wing"] = Path(wing).name
+        provenance["wing_sha256"] = sha256_file(wing)
+    return save_bundle(out, imported.networks, config, tuple(domains), provenance, overwrite=overwrite)

@@ -1,0 +1,129 @@
+"""Translator over the torch backend: batching, interpolation end points, source-domain inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import smoothgan
+from smoothgan import styles
+from smoothgan.errors import BackendError, InputError
+
+
+@pytest.fixture(scope="module")
+def translator(tiny_bundle):
+    return smoothgan.load(tiny_bundle.path, max_batch=64)
+
+
+@pytest.fixture(scope="module")
+def hpf_translator(tiny_hpf_bundle):
+    return smoothgan.load(tiny_hpf_bundle.path)
+
+
+def sources(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (36, 44, 3), dtype=np.uint8) for _ in range(n)]
+
+
+@pytest.mark.parametrize("fixture", ["translator", "hpf_translator"])
+def test_a_batch_equals_one_by_one(fixture: str, request) -> None:
+    tr = request.getfixturevalue(fixture)
+    x = tr.prepare(sources(3))
+    s = tr.latent_styles("b", seed=1, num=3)
+    masks = tr.masks(x)
+    batched = tr.generate(x, s, masks, max_batch=64)
+    single = tr.generate(x, s, masks, max_batch=1)
+    np.testing.assert_allclose(batched, single, atol=1e-5, rtol=0)
+
+
+def test_translate_shapes_and_same_latent_styles_for_every_source(translator) -> None:
+    result = translator.translate(sources(2), "a", num=3, seed=4)
+    assert result.images.shape == (2, 3, 32, 32, 3) and result.images.dtype == np.uint8
+    assert np.array_equal(result.styles[0], result.styles[1])
+    np.testing.assert_allclose(result.styles[0], translator.latent_styles("a", seed=4, num=3), atol=0)
+    assert result.metadata["seed"] == 4 and result.metadata["model_sha256"] == translator.bundle.weights_sha256
+
+
+def test_reference_guided_styles_come_from_the_style_encoder(translator) -> None:
+    refs = sources(2, seed=9)
+    result = translator.translate(sources(1), "b", ref=refs)
+    expected = translator.encode(translator.prepare(refs), np.array([1, 1]))
+    np.testing.assert_array_equal(result.styles[0], expected)
+    assert result.metadata["style"] == "reference"
+
+
+@pytest.mark.parametrize("fixture", ["translator", "hpf_translator"])
+def test_interpolation_end_points_are_the_end_styles(fixture: str, request) -> None:
+    tr = request.getfixturevalue(fixture)
+    src = sources(1)
+    result = tr.interpolate(src, "b", steps=20, seed=3, source_domain="a")
+    x = tr.prepare(src)
+    start = tr.encode(x, np.array([0]))
+    end = tr.latent_styles("b", seed=3, num=1)
+    assert result.images.shape == (1, 20, 32, 32, 3)
+    assert np.array_equal(result.styles[0, 0], start[0]) and np.array_equal(result.styles[0, -1], end[0])
+    masks = tr.masks(x)
+    first = tr.generate(x, start, masks)
+    last = tr.generate(x, end, masks)
+    from smoothgan.images import from_model_output
+
+    assert np.array_equal(result.images[0, 0], from_model_output(first)[0])
+    assert np.array_equal(result.images[0, -1], from_model_output(last)[0])
+    assert result.metadata["source_domains"] == ["a"] and not result.metadata["source_domain_inferred"]
+
+
+def test_source_domain_is_inferred_by_reconstruction_error(translator) -> None:
+    src = sources(2, seed=5)
+    result = translator.interpolate(src, "b", steps=3)
+    x = translator.prepare(src)
+    errors = []
+    for k in range(2):
+        own = translator.encode(x, np.array([k, k]))
+        errors.append(np.abs(translator.generate(x, own) - x).reshape(2, -1).mean(1))
+    expected = np.stack(errors, 1)
+    np.testing.assert_allclose(result.metadata["source_domain_errors"], expected, atol=1e-5)
+    assert result.metadata["source_domains"] == [("a", "b")[i] for i in expected.argmin(1)]
+    assert result.metadata["source_domain_inferred"]
+
+
+def test_seeded_translation_is_reproducible_across_translators(tiny_bundle) -> None:
+    a = smoothgan.load(tiny_bundle.path).translate(sources(1), "b", num=2, seed=11).images
+    b = smoothgan.load(tiny_bundle.path, max_batch=1).translate(sources(1), "b", num=2, seed=11).images
+    assert np.array_equal(a, b)
+
+
+def test_bad_requests(translator, tiny_bundle) -> None:
+    with pytest.raises(InputError, match="unknown domain 'zebra'; this model knows: a, b"):
+        translator.translate(sources(1), "zebra")
+    with pytest.raises(InputError, match="at least 2 steps"):
+        translator.interpolate(sources(1), "a", steps=1)
+    with pytest.raises(InputError, match="cannot read image"):
+        translator.translate(["/no/such/file.png"], "a")
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendError, match="no CUDA GPU"):
+            smoothgan.load(tiny_bundle.path, device="cuda")
+    with pytest.raises(BackendError, match="fp16 on the torch backend needs --device cuda"):
+        smoothgan.load(tiny_bundle.path, precision="fp16")
+
+
+def test_bf16_on_cpu_stays_close_to_fp32(tiny_bundle, translator) -> None:
+    x = translator.prepare(sources(1))
+    s = translator.latent_styles("a", seed=0, num=1)
+    half = smoothgan.load(tiny_bundle.path, precision="bf16").generate(x, s)
+    full = translator.generate(x, s)
+    assert np.abs(half - full).max() < 0.1
+
+
+def test_interpolation_uses_one_generator_call_per_batch(translator, monkeypatch) -> None:
+    calls = []
+    original = translator.backend.generate
+
+    def counting(image, style, masks=None):
+        calls.append(len(image))
+        return original(image, style, masks)
+
+    monkeypatch.setattr(translator.backend, "generate", counting)
+    translator.interpolate(sources(1), "b", steps=20, source_domain="a")
+    assert calls == [20]
+    assert styles.alphas(20)[-1] == 1.0
