@@ -1,0 +1,119 @@
+"""smoothgan.trainer.synth: determinism, attributes vs images, content recovery, safe writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from smoothgan.errors import InputError
+from smoothgan.trainer import synth
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth") / "set"
+    return synth.generate(root, num_per_domain=10, img_size=32, seed=3, domains=synth.SHAPES, val_fraction=0.2)
+
+
+def test_layout_counts_and_metadata(dataset: Path) -> None:
+    for split, count in (("train", 8), ("val", 2)):
+        assert sorted(p.name for p in (dataset / split).iterdir()) == sorted(synth.SHAPES)
+        for domain in synth.SHAPES:
+            files = sorted((dataset / split / domain).iterdir())
+            assert [f.name for f in files] == [f"{k:05d}.png" for k in range(count)]
+    meta = json.loads((dataset / "synth.json").read_text())
+    assert meta["seed"] == 3 and meta["img_size"] == 32 and meta["counts"] == {"train": 8, "val": 2}
+    assert meta["format"] == synth.FORMAT and meta["format_version"] == synth.FORMAT_VERSION
+    assert not [p for p in dataset.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_attributes_rerender_to_the_saved_images(dataset: Path) -> None:
+    rows = synth.read_attributes(dataset)
+    assert len(rows) == 4 * 10
+    for row in rows:
+        saved = np.asarray(Image.open(dataset / row["file"]))
+        assert saved.shape == (32, 32, 3) and saved.dtype == np.uint8
+        assert row["file"].startswith(f"{row['split']}/{row['domain']}/")
+        np.testing.assert_array_equal(synth.render(row, 32), saved)
+        attrs = synth.SynthAttributes.from_dict(row)
+        assert synth.SynthAttributes.from_dict(attrs.to_dict()) == attrs
+
+
+def test_same_seed_same_bytes_other_seed_other_images(tmp_path: Path) -> None:
+    kwargs = {"num_per_domain": 4, "img_size": 24, "val_fraction": 0.25}
+    first = _files(synth.generate(tmp_path / "a", seed=5, **kwargs))
+    again = _files(synth.generate(tmp_path / "b", seed=5, **kwargs))
+    other = _files(synth.generate(tmp_path / "c", seed=6, **kwargs))
+    assert first == again
+    pngs = [k for k in first if k.endswith(".png")]
+    assert len(pngs) == 12 and all(first[k] != other[k] for k in pngs)
+
+
+def test_sample_attributes_is_a_function_of_the_generator_state() -> None:
+    a = synth.sample_attributes(np.random.default_rng([1, 2]), "circle")
+    b = synth.sample_attributes(np.random.default_rng([1, 2]), "circle")
+    c = synth.sample_attributes(np.random.default_rng([1, 3]), "circle")
+    assert a == b and a != c
+    np.testing.assert_array_equal(synth.render(a, 16), synth.render(b, 16))
+
+
+def test_style_varies_within_a_domain_and_content_is_domain_free() -> None:
+    styles = {synth.sample_attributes(np.random.default_rng(i), "square").fg for i in range(20)}
+    textures = {synth.sample_attributes(np.random.default_rng(i), "square").texture for i in range(20)}
+    assert len(styles) == 20 and textures == set(synth.TEXTURES)
+    # the same generator state gives the same content whatever the domain
+    contents = {synth.sample_attributes(np.random.default_rng(7), d).cx for d in synth.SHAPES}
+    assert len(contents) == 1
+
+
+@pytest.mark.parametrize("img_size", [32, 64])
+def test_estimate_content_recovers_position_and_size_within_two_pixels(img_size: int) -> None:
+    for i in range(25):
+        for domain in synth.SHAPES:
+            attrs = synth.sample_attributes(np.random.default_rng([9, i]), domain)
+            found = synth.estimate_content(synth.render(attrs, img_size))
+            for got, want in zip(found, (attrs.cx, attrs.cy, attrs.size)):
+                assert abs(got - want) * img_size <= 2.0, (domain, i, found, attrs)
+
+
+def test_shapes_differ_for_the_same_content_and_style() -> None:
+    attrs = synth.sample_attributes(np.random.default_rng(4), "circle")
+    images = [synth.render(synth.SynthAttributes(**{**attrs.__dict__, "domain": d}), 48) for d in synth.SHAPES]
+    for i in range(len(images)):
+        for j in range(i + 1, len(images)):
+            assert np.abs(images[i].astype(int) - images[j].astype(int)).max() > 40
+
+
+def test_estimate_content_without_an_object_returns_nans() -> None:
+    found = synth.estimate_content(np.full((16, 16, 3), 200, np.uint8))
+    assert all(np.isnan(v) for v in found)
+    with pytest.raises(InputError):
+        synth.estimate_content(np.zeros((16, 16), np.uint8))
+
+
+def test_generate_refuses_to_clobber(tmp_path: Path) -> None:
+    root = synth.generate(tmp_path / "s", num_per_domain=2, img_size=16, val_fraction=0.0)
+    with pytest.raises(InputError, match="overwrite"):
+        synth.generate(root, num_per_domain=2, img_size=16)
+    synth.generate(root, num_per_domain=3, img_size=16, val_fraction=0.0, overwrite=True)
+    assert len(list((root / "train" / "circle").iterdir())) == 3
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match="not a synthetic"):
+        synth.generate(other, num_per_domain=2, img_size=16, overwrite=True)
+    assert (other / "notes.txt").read_text() == "keep me"
+
+
+def test_unknown_domain_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="hexagon"):
+        synth.generate(tmp_path / "x", domains=("circle", "hexagon"))
+    assert not (tmp_path / "x").exists()
