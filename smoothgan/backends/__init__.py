@@ -25,11 +25,11 @@ class BackendSpec:
     precisions: tuple[str, ...]
     artifact: str
     extra: str
-    requires: tuple[str, ...]
+    requires: tuple[str, ...]  # any one of these importable packages provides the engine
 
     def is_installed(self) -> bool:
-        """All of this engine's Python packages are importable (cheap: no import happens)."""
-        return all(importlib.util.find_spec(name) is not None for name in self.requires)
+        """One of this engine's Python packages is importable (cheap: no import happens)."""
+        return any(importlib.util.find_spec(name) is not None for name in self.requires)
 
 
 BACKENDS: dict[str, BackendSpec] = {
@@ -40,8 +40,8 @@ BACKENDS: dict[str, BackendSpec] = {
         BackendSpec("onnxruntime", "smoothgan.backends.onnxruntime", "OnnxRuntimeBackend", ("cpu", "cuda"),
                     ("fp32", "fp16"), "onnx/{network}-{precision}.onnx", "gpu (for cuda)", ("onnxruntime",)),
         BackendSpec("tensorrt", "smoothgan.backends.tensorrt", "TensorRTBackend", ("cuda",),
-                    ("fp32", "fp16", "bf16"), "engines/{gpu}-{cc}-{trt}-{precision}/{network}.engine", "trt",
-                    ("tensorrt",)),
+                    ("fp32", "fp16"), "engines/{gpu}-{cc}-{trt}-{precision}/{network}.engine", "trt",
+                    ("tensorrt", "tensorrt_rtx_bindings")),
     )
 }
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -65,7 +65,7 @@ def create_backend(bundle: "ModelBundle", name: str = "torch", device: str = "cp
         raise BackendError(f"backend {name} supports {', '.join(spec.precisions)}, not {precision}")
     if not spec.is_installed():
         raise BackendError(
-            f"backend {name} needs the Python package(s) {', '.join(spec.requires)}: "
+            f"backend {name} needs the Python package {' or '.join(spec.requires)}: "
             f"pip install 'smoothgan[{spec.extra.split()[0]}]'"
         )
     module = importlib.import_module(spec.module)

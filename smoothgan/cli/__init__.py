@@ -9,5 +9,7 @@ from __future__ import annotations
 from smoothgan.cli.app import app, main
 from smoothgan.cli import model as _model  # noqa: F401  (registers import/info)
 from smoothgan.cli import translate as _translate  # noqa: F401  (registers translate)
+from smoothgan.cli import export as _export  # noqa: F401  (registers export)
+from smoothgan.cli import bench as _bench  # noqa: F401  (registers bench)
 
 __all__ = ["app", "main"]

@@ -1,0 +1,250 @@
+"""ONNX Runtime backend: the bundle's exported graphs (``onnx/<network>-<precision>.onnx``) on CPU or CUDA.
+
+Needs numpy and onnxruntime only (no torch). Every graph is checked before use: present, exported from the
+bundle's weights (``weights_sha256`` in its metadata), for this network, precision and image size; anything
+else is a one-line :class:`BackendError` that names the command to fix it.
+
+* CPU: ``CPUExecutionProvider``, full graph optimisation, sequential execution, one intra-op thread per
+  physical core available to this process (``threads`` overrides).
+* CUDA (``pip install smoothgan[gpu]``): ``CUDAExecutionProvider`` with IOBinding; outputs go to
+  device-resident OrtValues kept per batch shape, and each new batch shape is run once to warm up (kernel
+  selection) before the call that returns. ``providers=["tensorrt", "cuda"]`` puts ONNX Runtime's TensorRT
+  execution provider first (engines cached under ``BUNDLE/onnx/ort-trt-cache``).
+
+Sessions are created lazily, one per network, on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+import numpy as np
+import onnxruntime as ort
+
+from smoothgan.backends.base import Backend, Masks
+from smoothgan.errors import BackendError, InputError
+from smoothgan.export.onnx import (
+    FORMAT_VERSION,
+    ONNX_DIR,
+    check_precision,
+    io_spec,
+    onnx_path,
+    read_metadata,
+    required_networks,
+)
+
+if TYPE_CHECKING:
+    from smoothgan.bundle import ModelBundle
+
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+INSTALL_HINTS = {
+    "CUDAExecutionProvider": "pip install 'smoothgan[gpu]' (onnxruntime-gpu in place of onnxruntime)",
+    "TensorrtExecutionProvider": "pip install 'smoothgan[gpu]' and TensorRT's libraries",
+}
+MAX_BOUND_SHAPES = 8  # batch shapes whose device output buffers are kept per network
+ProviderSpec = Union[str, tuple[str, dict[str, Any]]]
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on: (socket, core) pairs in /proc/cpuinfo, capped by CPU affinity."""
+    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        with open("/proc/cpuinfo") as handle:
+            text = handle.read()
+    except OSError:
+        return max(1, logical)
+    cores, socket = set(), ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "physical id":
+            socket = value.strip()
+        elif key.strip() == "core id":
+            cores.add((socket, value.strip()))
+    return max(1, min(len(cores) or logical, logical))
+
+
+def _device(device: str) -> tuple[str, int]:
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise BackendError(f"unknown device {device!r}: use cpu or cuda[:N]")
+    return kind, int(index or 0)
+
+
+def _f32(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _batch(array: np.ndarray, size: int) -> np.ndarray:
+    """Expand a batch of one to ``size`` rows (a style shared by every image), else pass through."""
+    return np.ascontiguousarray(np.broadcast_to(array, (size, *array.shape[1:]))) if len(array) == 1 else array
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs the bundle's ONNX graphs with ONNX Runtime; numpy in, numpy out (see :class:`Backend`)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, bundle: "ModelBundle", device: str = "cpu", precision: str = "fp32",
+                 threads: Optional[int] = None, providers: Optional[Sequence[ProviderSpec]] = None) -> None:
+        super().__init__(bundle.config, device, precision)
+        check_precision(precision)
+        if threads is not None and threads < 1:
+            raise InputError(f"threads must be >= 1, got {threads}")
+        self.bundle = bundle
+        self.device_type, self.device_id = _device(device)
+        self.buffer_device = self.device_type  # where IOBinding output buffers live
+        self.threads = threads or physical_cores()
+        self.providers = self._providers(providers)
+        self.paths = self._check_graphs()
+        self._sessions: dict[str, Any] = {}
+        self._bound: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
+
+    # ---- setup ----------------------------------------------------------------------------------------------
+    def _providers(self, requested: Optional[Sequence[ProviderSpec]]) -> list[ProviderSpec]:
+        """Execution providers with options, checked against what this onnxruntime build offers."""
+        if requested is None:
+            requested = ["cuda"] if self.device_type == "cuda" else ["cpu"]
+        resolved: list[ProviderSpec] = []
+        for spec in requested:
+            name, options = (spec, {}) if isinstance(spec, str) else (spec[0], dict(spec[1]))
+            name = PROVIDER_ALIASES.get(name, name)
+            if name != "CPUExecutionProvider" and self.device_type != "cuda":
+                raise BackendError(f"execution provider {name} needs --device cuda")
+            if name == "CUDAExecutionProvider":
+                options.setdefault("device_id", self.device_id)
+            elif name == "TensorrtExecutionProvider":
+                options.setdefault("device_id", self.device_id)
+                options.setdefault("trt_engine_cache_enable", True)
+                options.setdefault("trt_engine_cache_path", str(self.bundle.path / ONNX_DIR / "ort-trt-cache"))
+            resolved.append((name, options) if options else name)
+        names = [p if isinstance(p, str) else p[0] for p in resolved]
+        available = ort.get_available_providers()
+        for name in names:
+            if name not in available:
+                hint = INSTALL_HINTS.get(name, "install an onnxruntime build that has it")
+                raise BackendError(f"ONNX Runtime {ort.__version__} here has no {name} (it has "
+                                   f"{', '.join(p for p in available if p != 'AzureExecutionProvider')}): {hint}")
+        if "CPUExecutionProvider" not in names:
+            resolved.append("CPUExecutionProvider")  # for the few nodes a GPU provider does not take
+        return resolved
+
+    def _check_graphs(self) -> dict[str, Any]:
+        """Every graph this model needs is present and current; else one error naming the fix."""
+        bundle, precision = self.bundle, self.precision
+        fix = f"smoothgan export --model {bundle.path} --onnx" + ("" if precision == "fp32" else
+                                                                    f" --precision {precision}")
+        paths = {n: onnx_path(bundle, n, precision) for n in required_networks(self.config)}
+        missing = [p.relative_to(bundle.path).as_posix() for p in paths.values() if not p.is_file()]
+        if missing:
+            raise BackendError(f"{bundle.path} has no ONNX graph(s) {', '.join(missing)}; run: {fix}")
+        expected = {"img_size": str(self.config.img_size), "precision": precision,
+                    "format_version": str(FORMAT_VERSION)}
+        for network, path in paths.items():
+            meta = read_metadata(path)
+            if "weights_sha256" not in meta:
+                raise BackendError(f"{path} is not a smoothgan ONNX graph (no metadata); run: {fix}")
+            if meta["weights_sha256"] != bundle.weights_sha256:
+                raise BackendError(
+                    f"stale ONNX graph {path}: exported from weights {meta['weights_sha256'][:12]}, the bundle's "
+                    f"are {bundle.weights_sha256[:12]}; re-run smoothgan export: {fix}")
+            for key, want in {**expected, "network": network}.items():
+                if meta.get(key) != want:
+                    raise BackendError(f"stale ONNX graph {path}: {key} is {meta.get(key)!r}, expected {want!r}; "
+                                       f"re-run smoothgan export: {fix}")
+        return paths
+
+    def _session(self, network: str) -> Any:
+        if network in self._sessions:
+            return self._sessions[network]
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = self.threads
+        options.log_severity_level = 3
+        path = self.paths[network]
+        try:
+            session = ort.InferenceSession(str(path), options, providers=self.providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise BackendError(f"ONNX Runtime cannot load {path}: {str(exc).strip().splitlines()[0]}") from exc
+        first = self.providers[0] if isinstance(self.providers[0], str) else self.providers[0][0]
+        if session.get_providers()[0] != first:
+            raise BackendError(f"{first} failed to start for {path.name} (ONNX Runtime fell back to "
+                               f"{session.get_providers()[0]}); check the CUDA/cuDNN libraries onnxruntime-gpu needs")
+        self._sessions[network] = session
+        return session
+
+    # ---- running --------------------------------------------------------------------------------------------
+    def _run(self, network: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        session = self._session(network)
+        try:
+            if self.device_type == "cpu":
+                return session.run(None, feeds)
+            return self._run_bound(network, session, feeds)
+        except Exception as exc:  # onnxruntime's InvalidArgument / Fail / RuntimeException
+            raise BackendError(f"ONNX Runtime failed on {network}: {str(exc).strip().splitlines()[0]}") from exc
+
+    def _run_bound(self, network: str, session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """IOBinding run: inputs copied to the device, outputs into device buffers kept per batch shape."""
+        batch = len(next(iter(feeds.values())))
+        key = (network, batch)
+        fresh = key not in self._bound
+        if fresh:
+            outputs = {}
+            for name, shape, _ in io_spec(self.config, network)[1]:
+                concrete = [batch if d == "batch" else d for d in shape]
+                outputs[name] = ort.OrtValue.ortvalue_from_shape_and_type(concrete, np.float32, self.buffer_device,
+                                                                          self.device_id)
+            self._bound[key] = outputs
+            while len(self._bound) > MAX_BOUND_SHAPES:
+                self._bound.popitem(last=False)
+        self._bound.move_to_end(key)
+        binding = session.io_binding()
+        for name, array in feeds.items():
+            binding.bind_cpu_input(name, array)
+        for name, value in self._bound[key].items():
+            binding.bind_ortvalue_output(name, value)
+        if fresh:
+            session.run_with_iobinding(binding)  # warm-up: kernel/algorithm selection for this shape
+        session.run_with_iobinding(binding)
+        return [value.numpy() for value in self._bound[key].values()]
+
+    # ---- the interface --------------------------------------------------------------------------------------
+    def mapping(self, latent: np.ndarray, domain: np.ndarray) -> np.ndarray:
+        latent = _f32(latent)
+        domain = _batch(np.ascontiguousarray(domain, dtype=np.int64).reshape(-1), len(latent))
+        return self._run("mapping_network", {"latent": latent, "domain": domain})[0]
+
+    def encode_style(self, image: np.ndarray, domain: np.ndarray) -> np.ndarray:
+        image = _f32(image)
+        domain = _batch(np.ascontiguousarray(domain, dtype=np.int64).reshape(-1), len(image))
+        return self._run("style_encoder", {"image": image, "domain": domain})[0]
+
+    def generate(self, image: np.ndarray, style: np.ndarray, masks: Optional[Masks] = None) -> np.ndarray:
+        image = _f32(image)
+        feeds = {"image": image, "style": _batch(_f32(style), len(image))}
+        if self.config.uses_masks:
+            if masks is None:
+                raise InputError("this model (w_hpf > 0) needs FAN masks: generate(image, style, heatmap(image))")
+            feeds["mask0"], feeds["mask1"] = (_batch(_f32(m), len(image)) for m in masks)
+        return self._run("generator", feeds)[0]
+
+    def heatmap(self, image: np.ndarray) -> Masks:
+        if not self.config.uses_masks:
+            raise BackendError("this model uses no FAN masks (w_hpf = 0)")
+        mask0, mask1 = self._run("fan", {"image": _f32(image)})
+        return mask0, mask1
+
+    def describe(self) -> str:
+        first = self.providers[0] if isinstance(self.providers[0], str) else self.providers[0][0]
+        return f"{self.name} ({self.device}, {self.precision}, {first}, {self.threads} threads)"
+
+    def close(self) -> None:
+        self._bound.clear()
+        self._sessions.clear()
