@@ -1,0 +1,88 @@
+"""``smoothgan bench``: throughput/latency tables for the backends on this machine."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from smoothgan.cli.app import Device, DeviceOption, command, console, progress_bar, split_list
+
+
+def _ints(value: str) -> list[int]:
+    try:
+        numbers = [int(v) for v in split_list(value)]
+    except ValueError:
+        numbers = []
+    if not numbers or min(numbers) < 1:
+        from smoothgan.errors import InputError
+
+        raise InputError(f"expected comma-separated positive integers, got {value!r}")
+    return numbers
+
+
+@command("bench")
+def bench_command(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Bundle to time (default: random weights "
+                                                                       "of --preset).")] = None,
+    preset: Annotated[str, typer.Option("--preset", help="Architecture for random weights.")] = "stargan_v2-afhq",
+    backends: Annotated[str, typer.Option("--backends", help="Comma-separated: torch,onnxruntime,tensorrt.")]
+    = "torch,onnxruntime",
+    precisions: Annotated[str, typer.Option("--precisions", help="Comma-separated precisions.")] = "fp32",
+    device: DeviceOption = Device.cpu,
+    batches: Annotated[str, typer.Option("--batches", help="Batch sizes of the latent/reference tasks.")]
+    = "1,8,20,64",
+    tasks: Annotated[str, typer.Option("--tasks", help="latent,reference,interp20")] = "latent,reference,interp20",
+    budget: Annotated[float, typer.Option("--budget", min=0.0, help="Seconds of timed runs per case.")] = 2.0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for JSON/markdown/PNG.")]
+    = Path("benchmarks/results"),
+    name: Annotated[Optional[str], typer.Option("--name", help="File stem (default: named by conditions).")]
+    = None,
+) -> None:
+    """Time translation on every requested backend beside the PyTorch fp32 eager baseline.
+
+    Examples:
+
+    1. `smoothgan bench --batches 1 --tasks latent,interp20` (random AFHQ-like 256x256 weights, CPU)
+
+    2. `smoothgan bench --preset stargan_v2-celeba_hq --device cuda --backends torch,onnxruntime,tensorrt --precisions fp32,fp16`
+
+    3. `smoothgan bench --model my_bundle --backends torch --budget 5`
+    """
+    from smoothgan.bench import TASKS, Variant, machine_info, random_bundle, run_benchmarks, save_results
+    from smoothgan.bundle import load_bundle
+    from smoothgan.errors import InputError
+
+    task_list = split_list(tasks)
+    unknown = [t for t in task_list if t not in TASKS]
+    if unknown:
+        raise InputError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+    workdir = Path(tempfile.mkdtemp(prefix="smoothgan-bench-"))
+    bundle = load_bundle(model) if model else random_bundle(preset, workdir)
+    model_name = bundle.name
+    variants = [Variant(b, device.value, p) for b in split_list(backends) for p in split_list(precisions)]
+    if any(v.backend in ("onnxruntime", "tensorrt") for v in variants):
+        from smoothgan.export.onnx import export_onnx, onnx_path, required_networks
+
+        for precision in {v.precision for v in variants if v.backend != "torch" and v.precision != "bf16"}:
+            if not all(onnx_path(bundle, n, precision).exists() for n in required_networks(bundle.config)):
+                console.print(f"exporting ONNX {precision} graphs for {model_name}")
+                export_onnx(bundle, precision=precision, validate=False)
+    batch_list = _ints(batches)
+    cases = len(variants) + 1
+    with progress_bar("benchmarking", cases * (len(task_list) * len(batch_list))) as advance:
+        rows = run_benchmarks(bundle, variants, task_list, batch_list, budget, model_name,
+                              progress=lambda _: advance(1))
+    machine = machine_info()
+    where = machine["gpu"].replace(" ", "_") if device.value == "cuda" else "cpu"
+    stem = name or f"{model_name}-{'_'.join(split_list(precisions))}-bs{'_'.join(map(str, batch_list))}-{where}"
+    command_line = "smoothgan " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    paths = save_results(rows, machine, out, stem, command=command_line)
+    from smoothgan.bench import markdown_table
+
+    console.print(markdown_table(rows), markup=False, highlight=False)
+    console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
