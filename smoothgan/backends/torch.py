@@ -33,7 +33,7 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, bundle: "ModelBundle", device: str = "cpu", precision: str = "fp32",
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, compile: bool = False, compile_mode: Optional[str] = None) -> None:
         super().__init__(bundle.config, device, precision)
         self.torch_device = resolve_device(device)
         if precision == "fp16" and self.torch_device.type != "cuda":
@@ -43,6 +43,12 @@ class TorchBackend(Backend):
         if channels_last:
             for net in self.networks.values():
                 net.to(memory_format=torch.channels_last)
+        if compile:
+            # CUDA graphs ("reduce-overhead") remove launch gaps on GPU; plain inductor on CPU. Never max-autotune:
+            # its search can take many minutes. Each new batch shape compiles (and captures) once.
+            mode = compile_mode or ("reduce-overhead" if self.torch_device.type == "cuda" else None)
+            for name in ("generator", "mapping_network", "style_encoder"):
+                self.networks[name] = torch.compile(self.networks[name], mode=mode, dynamic=False)
 
     @contextlib.contextmanager
     def _context(self) -> Iterator[None]:
@@ -60,7 +66,8 @@ class TorchBackend(Backend):
     def _run(self, fn: Callable[..., torch.Tensor], *args: torch.Tensor) -> np.ndarray:
         with self._context():
             out = fn(*args)
-        return out.float().cpu().numpy()
+            # clone inside the context: CUDA-graph outputs are overwritten by the next replay
+            return out.float().cpu().numpy()
 
     def mapping(self, latent: np.ndarray, domain: np.ndarray) -> np.ndarray:
         return self._run(self.networks["mapping_network"], self._tensor(latent), self._tensor(domain))

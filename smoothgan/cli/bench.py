@@ -42,6 +42,8 @@ def bench_command(
     = Path("benchmarks/results"),
     name: Annotated[Optional[str], typer.Option("--name", help="File stem (default: named by conditions).")]
     = None,
+    compiled: Annotated[bool, typer.Option("--compile", help="Add torch.compile variants (CUDA graphs on GPU).")]
+    = False,
 ) -> None:
     """Time translation on every requested backend beside the PyTorch fp32 eager baseline.
 
@@ -65,6 +67,9 @@ def bench_command(
     bundle = load_bundle(model) if model else random_bundle(preset, workdir)
     model_name = bundle.name
     variants = [Variant(b, device.value, p) for b in split_list(backends) for p in split_list(precisions)]
+    if compiled:
+        variants += [Variant("torch", device.value, p, "compile channels_last",
+                             {"compile": True, "channels_last": True}) for p in split_list(precisions)]
     if any(v.backend in ("onnxruntime", "tensorrt") for v in variants):
         from smoothgan.export.onnx import export_onnx, onnx_path, required_networks
 

@@ -1,0 +1,66 @@
+"""Benchmarks: baseline row first, failures kept, accuracy column, result files; torch.compile parity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from smoothgan.backends import create_backend
+from smoothgan.bench import Variant, markdown_table, psnr, run_benchmarks, save_results, time_call
+from smoothgan.cli import app
+
+
+def test_psnr_hand_computed() -> None:
+    a = np.zeros((2, 3), np.float32)
+    assert psnr(a + 0.02, a) == pytest.approx(10 * np.log10(4 / 0.0004))
+    assert psnr(a, a) == float("inf")
+
+
+def test_time_call_respects_minimum_runs_and_warmup() -> None:
+    calls = []
+    times = time_call(lambda: calls.append(1), budget_s=0.0, warmup=2, min_runs=3)
+    assert len(times) == 3 and len(calls) == 5
+
+
+def test_rows_have_the_eager_baseline_first_and_keep_failures(tiny_bundle, tmp_path: Path) -> None:
+    variants = [Variant("torch", "cpu", "bf16"), Variant("tensorrt", "cpu", "fp16")]
+    rows = run_benchmarks(tiny_bundle, variants, tasks=("latent", "interp20"), batches=(1, 2), budget_s=0.01,
+                          model_name="tiny")
+    assert [r.variant for r in rows[:3]] == ["torch fp32 eager"] * 3
+    baseline = rows[0]
+    assert baseline.speedup == 1.0 and baseline.psnr_db == float("inf") and baseline.runs >= 3
+    bf16 = [r for r in rows if r.variant == "torch bf16"]
+    assert len(bf16) == 3 and all(r.status == "ok" and 15 < r.psnr_db < 80 for r in bf16)
+    interp = next(r for r in bf16 if r.task == "interp20")
+    assert interp.batch == 1 and interp.images_per_s > 0
+    trt = [r for r in rows if r.backend == "tensorrt"]
+    assert len(trt) == 3 and all(r.status.startswith("unavailable") for r in trt)
+    assert "unavailable" in markdown_table(rows)
+    paths = save_results(rows, {"cpu": "test", "gpu": "none"}, tmp_path, "tiny-cpu", command="smoothgan bench")
+    data = json.loads(paths["json"].read_text())
+    assert len(data["rows"]) == len(rows) and data["command"] == "smoothgan bench"
+    assert paths["md"].read_text().count("\n|") >= len(rows)
+
+
+def test_bench_cli_writes_named_results(tiny_bundle, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", "--model", str(tiny_bundle.path), "--backends", "torch",
+                                      "--batches", "1", "--tasks", "latent", "--budget", "0", "--out",
+                                      str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "tiny-fp32-bs1-cpu.json").exists() and (tmp_path / "tiny-fp32-bs1-cpu.png").exists()
+    bad = CliRunner().invoke(app, ["bench", "--model", str(tiny_bundle.path), "--tasks", "dance"])
+    assert bad.exit_code != 0 and "unknown task(s) dance" in bad.output
+
+
+@pytest.mark.slow
+def test_compiled_torch_backend_matches_eager(tiny_bundle) -> None:
+    eager = create_backend(tiny_bundle, "torch", "cpu", "fp32")
+    compiled = create_backend(tiny_bundle, "torch", "cpu", "fp32", compile=True)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (2, 3, 32, 32)).astype(np.float32)
+    s = rng.standard_normal((2, 16)).astype(np.float32)
+    np.testing.assert_allclose(compiled.generate(x, s), eager.generate(x, s), atol=1e-4, rtol=0)
