@@ -5,7 +5,8 @@ A case is (task, batch): ``latent`` = masks (w_hpf > 0) + mapping network + gene
 in 20 steps (masks + source style + target style + one generator batch of 20). Each case is timed end to end
 through the backend interface (numpy in, numpy out: host/device copies included, and the copy back makes
 the timing synchronous), after warm-up, for a fixed time budget; we report the median and p10/p90/p99.
-Accuracy is the PSNR of the output against torch fp32 on the same inputs. Failures stay in the table.
+Accuracy is the PSNR of the output against torch fp32 on the same inputs (over the reference's range, as
+the export validation computes it). Failures stay in the table.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from smoothgan import __version__
 from smoothgan.backends.base import Backend
 from smoothgan.bundle import ModelBundle
 from smoothgan.errors import SmoothganError
+from smoothgan.export.onnx import psnr_db
 from smoothgan.fileio import atomic_path, write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -69,12 +71,6 @@ class Row:
     images_per_s: float = float("nan")
     psnr_db: float = float("nan")
     speedup: float = float("nan")
-
-
-def psnr(test: np.ndarray, reference: np.ndarray, data_range: float = 2.0) -> float:
-    """PSNR in dB of model outputs in [-1, 1] (range 2); infinite for identical arrays."""
-    mse = float(np.mean((test.astype(np.float64) - reference.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(data_range**2 / mse)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -170,7 +166,7 @@ def run_benchmarks(bundle: ModelBundle, variants: Sequence[Variant], tasks: Sequ
             if variant is baseline:
                 reference[key], base_time[key] = output, row.median_ms
             if key in reference:
-                row.psnr_db = psnr(output, reference[key])
+                row.psnr_db = psnr_db(reference[key], output)
                 row.speedup = base_time[key] / row.median_ms
             rows.append(row)
         backend.close()

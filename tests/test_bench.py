@@ -10,14 +10,15 @@ import pytest
 from typer.testing import CliRunner
 
 from smoothgan.backends import create_backend
-from smoothgan.bench import Variant, markdown_table, psnr, run_benchmarks, save_results, time_call
+from smoothgan.bench import Variant, markdown_table, run_benchmarks, save_results, time_call
+from smoothgan.export.onnx import PSNR_CAP_DB, psnr_db
 from smoothgan.cli import app
 
 
 def test_psnr_hand_computed() -> None:
-    a = np.zeros((2, 3), np.float32)
-    assert psnr(a + 0.02, a) == pytest.approx(10 * np.log10(4 / 0.0004))
-    assert psnr(a, a) == float("inf")
+    reference = np.array([[-1.0, 1.0, 0.0]], np.float32)
+    assert psnr_db(reference, reference + 0.02) == pytest.approx(10 * np.log10(4 / 0.0004))
+    assert psnr_db(reference, reference) == PSNR_CAP_DB
 
 
 def test_time_call_respects_minimum_runs_and_warmup() -> None:
@@ -32,7 +33,7 @@ def test_rows_have_the_eager_baseline_first_and_keep_failures(tiny_bundle, tmp_p
                           model_name="tiny")
     assert [r.variant for r in rows[:3]] == ["torch fp32 eager"] * 3
     baseline = rows[0]
-    assert baseline.speedup == 1.0 and baseline.psnr_db == float("inf") and baseline.runs >= 3
+    assert baseline.speedup == 1.0 and baseline.psnr_db == PSNR_CAP_DB and baseline.runs >= 3
     bf16 = [r for r in rows if r.variant == "torch bf16"]
     assert len(bf16) == 3 and all(r.status == "ok" and 15 < r.psnr_db < 80 for r in bf16)
     interp = next(r for r in bf16 if r.task == "interp20")
