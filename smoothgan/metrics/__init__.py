@@ -1,7 +1,8 @@
-"""Evaluation metrics: Perceptual Smoothness (numpy only), LPIPS, FID, diversity and identity (torch).
+"""Evaluation metrics: Perceptual Smoothness (numpy only), LPIPS, FID, diversity and identity (torch), and the
+evaluation runner (``from smoothgan.metrics.evaluate import evaluate``) with its :class:`Report`.
 
-The PS arithmetic is imported eagerly; the torch-based names load on first use, so ``import smoothgan.metrics``
-does not import torch.
+The PS arithmetic and the report are imported eagerly; the torch-based names load on first use, so
+``import smoothgan.metrics`` does not import torch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from smoothgan.metrics.ps import (
     interpolation_alphas,
     smoothness_from_distances,
 )
+from smoothgan.metrics.report import MetricValue, Report
 
 _LAZY = {
     "PerceptualDistance": "smoothgan.metrics.lpips",
@@ -30,6 +32,10 @@ _LAZY = {
     "identity_similarity": "smoothgan.metrics.diversity",
     "pairwise_diversity": "smoothgan.metrics.diversity",
     "sequence_distances": "smoothgan.metrics.diversity",
+    "EvalData": "smoothgan.metrics.evaluate",
+    "build_fid_extractor": "smoothgan.metrics.evaluate",
+    "build_lpips": "smoothgan.metrics.evaluate",
+    "scan_eval_data": "smoothgan.metrics.evaluate",
 }
 
 if TYPE_CHECKING:
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
         pairwise_diversity,
         sequence_distances,
     )
+    from smoothgan.metrics.evaluate import EvalData, build_fid_extractor, build_lpips, scan_eval_data
     from smoothgan.metrics.fid import (
         InceptionFeatures,
         extract_features,
@@ -60,7 +67,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "MetricValue",
     "PSResult",
+    "Report",
     "Summary",
     "aggregate",
     "gini",
