@@ -1,4 +1,4 @@
-"""smoothgan.trainer.data: scanning, checks, transforms, balanced/resumable sampling, reference pairs."""
+"""smoothgan.trainer.data and .sampling: scanning, checks, transforms, balanced resumable sampling, pairs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from smoothgan.errors import DataError
-from smoothgan.trainer import data
+from smoothgan.trainer import data, sampling
 
 SIZE = 16
 
@@ -150,18 +150,18 @@ def test_random_resized_crop_params_stay_in_range() -> None:
 
 def test_balanced_sampler_draws_domains_equally_from_an_unbalanced_set() -> None:
     labels = [0] * 90 + [1] * 9 + [2] * 1
-    sampler = data.BalancedSampler(labels, seed=0, num_samples=30_000)
+    sampler = sampling.BalancedSampler(labels, seed=0, num_samples=30_000)
     counts = Counter(labels[d.index] for d in sampler)
     assert all(abs(counts[c] / 30_000 - 1 / 3) < 0.015 for c in range(3)), counts
-    official = data.weighted_random_sampler(labels, torch.Generator().manual_seed(0))
+    official = sampling.weighted_random_sampler(labels, torch.Generator().manual_seed(0))
     assert len(official) == 100
-    weights = data.class_balanced_weights(labels)
+    weights = sampling.class_balanced_weights(labels)
     torch.testing.assert_close(weights[[0, 90, 99]], torch.tensor([1 / 90, 1 / 9, 1.0], dtype=torch.float64))
 
 
 def test_balanced_sampler_partners_share_the_domain() -> None:
     labels = [0, 1, 0, 2, 1, 0, 2, 2]
-    sampler = data.BalancedSampler(labels, seed=1, num_samples=500)
+    sampler = sampling.BalancedSampler(labels, seed=1, num_samples=500)
     draws = list(sampler)
     assert all(labels[d.partner] == labels[d.index] for d in draws)
     assert len({d.partner for d in draws if d.index == 0}) == 3  # fresh partners: all three domain-0 images
@@ -171,7 +171,7 @@ def test_balanced_sampler_streams_depend_on_seed_rank_stream_and_epoch() -> None
     labels = list(range(4)) * 10
 
     def first(seed: int = 0, rank: int = 0, stream: int = 0, epoch: int = 0) -> list[data.DrawnIndex]:
-        s = data.BalancedSampler(labels, seed=seed, rank=rank, world_size=2, stream=stream)
+        s = sampling.BalancedSampler(labels, seed=seed, rank=rank, world_size=2, stream=stream)
         s.set_epoch(epoch)
         return list(s)
 
@@ -180,7 +180,7 @@ def test_balanced_sampler_streams_depend_on_seed_rank_stream_and_epoch() -> None
     assert first() == base
     assert all(first(**kw) != base for kw in ({"seed": 1}, {"rank": 1}, {"stream": 1}, {"epoch": 1}))
     with pytest.raises(DataError, match="rank"):
-        data.BalancedSampler(labels, rank=2, world_size=2)
+        sampling.BalancedSampler(labels, rank=2, world_size=2)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def test_balanced_sampler_streams_depend_on_seed_rank_stream_and_epoch() -> None
 def test_reference_pairs_are_same_domain_in_both_modes(tmp_path: Path) -> None:
     root = _folder(tmp_path, {"a": 5, "b": 3, "c": 4})
     for mode in data.REFERENCE_MODES:
-        loaders = data.make_train_loaders(root, SIZE, batch_size=4, seed=0, reference_mode=mode)
+        loaders = sampling.make_train_loaders(root, SIZE, batch_size=4, seed=0, reference_mode=mode)
         partners: dict[tuple[int, int], set[tuple[int, int]]] = {}
         for _ in range(30):
             x_ref, x_ref2, y = next(loaders.reference)
@@ -218,7 +218,7 @@ def test_official_partners_are_a_permutation_within_each_domain(tmp_path: Path) 
 
 def test_source_batches_and_independent_streams(tmp_path: Path) -> None:
     root = _folder(tmp_path, {"a": 8, "b": 2})
-    loaders = data.make_train_loaders(root, SIZE, batch_size=4, seed=5)
+    loaders = sampling.make_train_loaders(root, SIZE, batch_size=4, seed=5)
     assert loaders.domains == ["a", "b"]
     ys_src, ys_ref = [], []
     for _ in range(10):
@@ -231,7 +231,7 @@ def test_source_batches_and_independent_streams(tmp_path: Path) -> None:
     assert 0.3 < np.mean(ys_src) < 0.7  # domain b (2 of 10 images) drawn about half the time
 
 
-def _batches(loader: data.InfiniteLoader, n: int) -> list:
+def _batches(loader: sampling.InfiniteLoader, n: int) -> list:
     return [next(loader) for _ in range(n)]
 
 
@@ -241,22 +241,22 @@ def _same(a: list, b: list) -> bool:
 
 def test_loader_state_round_trip_gives_the_same_next_batches(tmp_path: Path) -> None:
     root = _folder(tmp_path, {"a": 7, "b": 5})  # 12 images, batch 4: 3 batches per epoch
-    first = data.make_train_loaders(root, SIZE, batch_size=4, seed=1)
+    first = sampling.make_train_loaders(root, SIZE, batch_size=4, seed=1)
     _batches(first.source, 7)
     _batches(first.reference, 7)
     states = first.source.state_dict(), first.reference.state_dict()
     assert states[0]["epoch"] == 2 and states[0]["batches"] == 1
     expected = _batches(first.source, 4), _batches(first.reference, 4)
 
-    resumed = data.make_train_loaders(root, SIZE, batch_size=4, seed=1)
+    resumed = sampling.make_train_loaders(root, SIZE, batch_size=4, seed=1)
     resumed.source.load_state_dict(states[0])
     resumed.reference.load_state_dict(states[1])
     assert _same(expected[0], _batches(resumed.source, 4))
     assert _same(expected[1], _batches(resumed.reference, 4))
 
-    fresh = data.make_train_loaders(root, SIZE, batch_size=4, seed=1)
+    fresh = sampling.make_train_loaders(root, SIZE, batch_size=4, seed=1)
     assert not _same(expected[0], _batches(fresh.source, 4))
-    other = data.make_train_loaders(root, SIZE, batch_size=2, seed=1)
+    other = sampling.make_train_loaders(root, SIZE, batch_size=2, seed=1)
     with pytest.raises(DataError, match="batch_size"):
         other.source.load_state_dict(states[0])
 
@@ -264,33 +264,33 @@ def test_loader_state_round_trip_gives_the_same_next_batches(tmp_path: Path) -> 
 def test_stream_does_not_depend_on_workers_or_global_rng(tmp_path: Path) -> None:
     root = _folder(tmp_path, {"a": 4, "b": 4})
     torch.manual_seed(0)
-    serial = _batches(data.make_train_loaders(root, SIZE, batch_size=4, seed=2).source, 3)
+    serial = _batches(sampling.make_train_loaders(root, SIZE, batch_size=4, seed=2).source, 3)
     torch.manual_seed(123)
     state = torch.get_rng_state()
-    parallel = _batches(data.make_train_loaders(root, SIZE, batch_size=4, seed=2, num_workers=2).source, 3)
+    parallel = _batches(sampling.make_train_loaders(root, SIZE, batch_size=4, seed=2, num_workers=2).source, 3)
     assert _same(serial, parallel)
     assert torch.equal(torch.get_rng_state(), state)  # the trainer's global RNG is left alone
 
 
 def test_ranks_draw_different_streams(tmp_path: Path) -> None:
     root = _folder(tmp_path, {"a": 6, "b": 6})
-    ranks = [data.make_train_loaders(root, SIZE, 2, seed=0, rank=r, world_size=2).source for r in range(2)]
+    ranks = [sampling.make_train_loaders(root, SIZE, 2, seed=0, rank=r, world_size=2).source for r in range(2)]
     assert len(ranks[0].sampler) == 6
     assert not _same(_batches(ranks[0], 3), _batches(ranks[1], 3))
 
 
 def test_tiny_sets_still_fill_a_batch(tmp_path: Path) -> None:
     root = _folder(tmp_path, {"a": 1, "b": 2})
-    loaders = data.make_train_loaders(root, SIZE, batch_size=8, seed=0)
+    loaders = sampling.make_train_loaders(root, SIZE, batch_size=8, seed=0)
     assert next(loaders.source)[0].shape[0] == 8
-    sampler = data.BalancedSampler([0, 1, 1], num_samples=3)
+    sampler = sampling.BalancedSampler([0, 1, 1], num_samples=3)
     with pytest.raises(DataError, match="shorter than batch_size"):
-        data.InfiniteLoader(loaders.source.loader.dataset, sampler, batch_size=8)
+        sampling.InfiniteLoader(loaders.source.loader.dataset, sampler, batch_size=8)
 
 
 def test_eval_loader_and_domain_pinning(tmp_path: Path) -> None:
     root = _folder(tmp_path, {"a": 3, "b": 2})
-    loader = data.make_eval_loader(root, SIZE, batch_size=2)
+    loader = sampling.make_eval_loader(root, SIZE, batch_size=2)
     labels = torch.cat([y for _, y in loader]).tolist()
     assert labels == [0, 0, 0, 1, 1]
     with pytest.raises(DataError, match="expected"):

@@ -11,5 +11,7 @@ from smoothgan.cli import model as _model  # noqa: F401  (registers import/info)
 from smoothgan.cli import translate as _translate  # noqa: F401  (registers translate)
 from smoothgan.cli import export as _export  # noqa: F401  (registers export)
 from smoothgan.cli import bench as _bench  # noqa: F401  (registers bench)
+from smoothgan.cli import train as _train  # noqa: F401  (registers train, data synth)
+from smoothgan.cli import eval as _eval  # noqa: F401  (registers eval)
 
 __all__ = ["app", "main"]

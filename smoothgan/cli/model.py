@@ -9,19 +9,21 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from smoothgan.cli.app import command, console, split_list
+from smoothgan.cli.app import command, console, fail, split_list
 
 
 @command("import")
 def import_command(
-    checkpoint: Annotated[Path, typer.Argument(help="Official *_nets_ema.ckpt or *_nets.ckpt file.")],
-    domains: Annotated[str, typer.Option("--domains", help="Domain names in index order, e.g. female,male.")],
+    checkpoint: Annotated[Path, typer.Argument(help="Official *_nets_ema.ckpt / *_nets.ckpt file, or a smoothgan "
+                                               "training checkpoint (or run) directory.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle directory to create.")],
+    domains: Annotated[Optional[str], typer.Option("--domains", help="Domain names in index order, e.g. "
+                                                   "female,male (training checkpoints know theirs).")] = None,
     wing: Annotated[Optional[Path], typer.Option("--wing", help="wing.ckpt (FAN) for w_hpf > 0 models.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Model name recorded in the bundle.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing bundle.")] = False,
 ) -> None:
-    """Turn an official StarGAN v2 / smoothing checkpoint into a bundle.
+    """Turn an official StarGAN v2 / smoothing checkpoint, or a smoothgan training checkpoint, into a bundle.
 
     Examples:
 
@@ -29,11 +31,22 @@ def import_command(
 
     2. `smoothgan import afhq_100000_nets_ema.ckpt --domains cat,dog,wild --out afhq`
 
-    Checkpoints store no domain names: give them in index order (sorted training folder names).
-    """
-    from smoothgan.models.checkpoints import import_to_bundle
+    3. `smoothgan import runs/00002-small-smoothed-shapes-bs8/checkpoints/step-020000 --out shapes` (EMA nets)
 
-    bundle = import_to_bundle(checkpoint, split_list(domains), out, wing=wing, overwrite=overwrite, name=name)
+    4. `smoothgan import runs/00002-small-smoothed-shapes-bs8 --out shapes` (its latest checkpoint)
+
+    Official checkpoints store no domain names: give them in index order (sorted training folder names).
+    """
+    if checkpoint.is_dir():
+        from smoothgan.trainer.checkpoint import export_bundle
+
+        bundle = export_bundle(checkpoint, out, domains=split_list(domains) or None, overwrite=overwrite, name=name)
+    else:
+        from smoothgan.models.checkpoints import import_to_bundle
+
+        if not domains:
+            fail("--domains is required for official checkpoints (names in index order, e.g. female,male)", 2)
+        bundle = import_to_bundle(checkpoint, split_list(domains), out, wing=wing, overwrite=overwrite, name=name)
     cfg = bundle.config
     console.print(
         f"imported {checkpoint.name} -> {bundle.path}: img_size {cfg.img_size}, domains "

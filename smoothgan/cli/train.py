@@ -1,0 +1,235 @@
+"""``smoothgan train`` (the training loop) and ``smoothgan data synth`` (the procedural data set)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional, TypeVar
+
+import typer
+
+from smoothgan.cli.app import Device, app, command, console, err_console, fail, split_list
+from smoothgan.errors import SmoothganError
+
+T = TypeVar("T")
+
+data_app = typer.Typer(help="Data set tools: make the synthetic training set.", no_args_is_help=True,
+                       pretty_exceptions_enable=False, rich_markup_mode="markdown")
+app.add_typer(data_app, name="data")
+
+
+class TrainPreset(str, Enum):
+    """Names of smoothgan.trainer.options.TRAIN_PRESETS (kept here so the CLI starts without torch)."""
+
+    celeba_hq = "celeba_hq"
+    afhq = "afhq"
+    small = "small"
+    tiny = "tiny"
+
+
+class TrainPrecision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class ReferenceMode(str, Enum):
+    official = "official"
+    smoothing = "smoothing"
+
+
+class StyleReg(str, Enum):
+    code = "code"
+    paper = "paper"
+
+
+def _data_command(name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """``data_app.command`` with the same one-line error policy as :func:`smoothgan.cli.app.command`."""
+
+    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **kw: Any) -> T:
+            try:
+                return fn(*a, **kw)
+            except SmoothganError as exc:
+                fail(str(exc).replace("\n", " "), exc.exit_code)
+            except KeyboardInterrupt:
+                fail("interrupted", 130)
+            raise AssertionError("unreachable")
+
+        return data_app.command(name)(wrapper)
+
+    return decorate
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+@command("train")
+def train_command(
+    data: Annotated[Path, typer.Argument(help="Data folder with train/DOMAIN/ (and val/DOMAIN/) images.")],
+    preset: Annotated[Optional[TrainPreset], typer.Option("--preset", "-p", help="Model + hyper-parameters "
+                                                          "(default small).")] = None,
+    baseline: Annotated[bool, typer.Option("--baseline", help="Plain StarGAN v2: smoothing losses off.")] = False,
+    iters: Annotated[Optional[int], typer.Option("--iters", min=1, help="Total iterations.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Global batch size.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parent of the run directories.")] = Path("runs"),
+    name: Annotated[Optional[str], typer.Option("--name", help="Run name (after the run number).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Checkpoint or run directory to continue "
+                                                   "(exactly).")] = None,
+    device: Annotated[Optional[Device], typer.Option("--device", "-d", help="Default: cuda if available.")] = None,
+    precision: Annotated[Optional[TrainPrecision], typer.Option("--precision", help="fp32 (default) or bf16 "
+                                                                "autocast on CUDA.")] = None,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile G, M and E.")] = False,
+    wing: Annotated[Optional[Path], typer.Option("--wing", help="wing.ckpt (FAN) for w_hpf > 0 models.")] = None,
+    lpips_weights: Annotated[Optional[Path], typer.Option("--lpips-weights", help="AlexNet ImageNet state dict "
+                                                          "for the LPIPS content loss.")] = None,
+    lpips_random_backbone: Annotated[bool, typer.Option("--lpips-random-backbone", help="Smoke tests only: LPIPS "
+                                                        "with a random AlexNet.")] = False,
+    options_file: Annotated[Optional[Path], typer.Option("--options", help="Start from an options.json instead "
+                                                         "of a preset.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+    num_workers: Annotated[Optional[int], typer.Option("--num-workers", min=0)] = None,
+    print_every: Annotated[Optional[int], typer.Option("--print-every", min=1)] = None,
+    sample_every: Annotated[Optional[int], typer.Option("--sample-every", min=1)] = None,
+    save_every: Annotated[Optional[int], typer.Option("--save-every", min=1)] = None,
+    keep_last: Annotated[Optional[int], typer.Option("--keep-last", min=0, help="0 keeps all.")] = None,
+    reference_mode: Annotated[Optional[ReferenceMode], typer.Option("--reference-mode")] = None,
+    style_reg: Annotated[Optional[StyleReg], typer.Option("--style-reg", help="code (default) or the paper's "
+                                                          "Eq. 3.")] = None,
+    check_every_step: Annotated[bool, typer.Option("--check-every-step", help="NaN/inf check after every "
+                                                   "step.")] = False,
+    fixed_schedules: Annotated[bool, typer.Option("--fixed-schedules", help="With --iters: keep ds/kl schedule "
+                                                  "lengths instead of scaling them.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved options and the data set report, "
+                                          "then exit.")] = False,
+) -> None:
+    """Train a smoothed (default) or plain StarGAN v2 into `runs/NNNNN-NAME/`.
+
+    Examples:
+
+    1. `smoothgan data synth shapes && smoothgan train shapes --preset small --lpips-weights alexnet.pth`
+
+    2. `smoothgan train data/celeba_hq --preset celeba_hq --wing wing.ckpt --lpips-weights alexnet.pth`
+
+    3. `smoothgan train data/afhq --preset afhq --baseline --precision bf16` (StarGAN v2 AFHQ)
+
+    4. `smoothgan train shapes --resume runs/00003-small-smoothed-shapes-bs8` (exact continuation, with the
+       run's own options unless --preset or --options is given)
+
+    5. `smoothgan train shapes --preset tiny --lpips-random-backbone --dry-run`
+
+    6. `torchrun --nproc_per_node 8 -m smoothgan.trainer.train data/celeba_hq --preset celeba_hq --wing wing.ckpt
+       --lpips-weights alexnet.pth` (one process per GPU; --batch-size is split over them)
+
+    A run directory holds `options.json`, `stats.jsonl` (one line per tick), TensorBoard events, `samples/` and
+    `checkpoints/step-NNNNNN/`; `smoothgan import RUN/checkpoints/step-NNNNNN --out BUNDLE` makes a bundle of
+    the EMA networks.
+    """
+    from smoothgan.trainer.options import TrainOptions, preset_options
+    from smoothgan.trainer.train import preflight, resolve_data, train
+
+    overrides: dict[str, Any] = {
+        key: value for key, value in {
+            "batch_size": batch_size, "seed": seed, "num_workers": num_workers, "print_every": print_every,
+            "sample_every": sample_every, "save_every": save_every, "keep_last": keep_last, "name": name,
+            "wing": str(wing) if wing else None, "lpips_weights": str(lpips_weights) if lpips_weights else None,
+            "reference_mode": reference_mode.value if reference_mode else None,
+        }.items() if value is not None
+    }
+    if lpips_random_backbone:
+        overrides["lpips_random_backbone"] = True
+    if compile_:
+        overrides["compile"] = True
+    if check_every_step:
+        overrides["check_every_step"] = True
+    if precision is not None:
+        overrides["precision"] = precision.value
+    if preset is not None and options_file is not None:
+        fail("pass either --options or --preset", 2)
+    base = None  # options to start from instead of a preset: a JSON file, or the checkpoint being resumed
+    if options_file is not None:
+        base = TrainOptions.from_json(options_file)
+    elif preset is None and resume is not None:
+        from smoothgan.trainer.checkpoint import read_checkpoint
+
+        base = read_checkpoint(resume).options
+    if device is not None or base is None:
+        overrides["device"] = device.value if device else _default_device()
+    if base is not None:
+        loss = dataclasses.replace(base.loss, smoothing=False) if baseline else base.loss
+        options = base.replace(data=str(data), loss=loss, domains=(), **overrides)
+    else:
+        options = preset_options((preset or TrainPreset.small).value, data, baseline=baseline, **overrides)
+    if style_reg is not None:
+        options = options.replace(loss=dataclasses.replace(options.loss, style_reg=style_reg.value))
+    if iters is not None:
+        options = options.with_iters(iters, scale_schedules=not fixed_schedules)
+
+    main = _is_main_process()
+    if options.lpips_random_backbone and options.uses_lpips and main:
+        err_console.print("[bold yellow]warning:[/] the LPIPS content loss uses a RANDOM AlexNet backbone "
+                          "(--lpips-random-backbone): smoke tests only", highlight=False)
+    if dry_run:
+        checks = preflight(options)
+        options, report = resolve_data(options)
+        typer.echo(json.dumps(options.to_dict(), indent=2))
+        typer.echo(str(report))
+        typer.echo("\n".join(checks))
+        if resume is not None:
+            from smoothgan.trainer.checkpoint import read_checkpoint
+
+            ckpt = read_checkpoint(resume)
+            typer.echo(f"would resume from {ckpt.path} (step {ckpt.step})")
+        return
+
+    def show(tick: Any) -> None:
+        console.print(tick.status_line(), highlight=False)
+
+    result = train(options, out=out, resume=resume, progress=show if main else None)
+    if main and result.run_dir is not None:
+        console.print(f"done: {result.step} iterations in {result.run_dir}")
+        if result.last_checkpoint is not None:
+            console.print(f"make a bundle: smoothgan import {result.last_checkpoint} --out <bundle>", highlight=False)
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@_data_command("synth")
+def synth_command(
+    out: Annotated[Path, typer.Argument(help="Folder to create (train/, val/, attributes.jsonl, synth.json).")],
+    per_domain: Annotated[int, typer.Option("--per-domain", min=1, help="Images per domain (train + val).")] = 1000,
+    img_size: Annotated[int, typer.Option("--img-size", min=8, help="Side of the square images.")] = 64,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 0,
+    domains: Annotated[str, typer.Option("--domains", help="Shapes, comma-separated (circle, square, triangle, "
+                                         "diamond).")] = "circle,square,triangle",
+    val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.99,
+                                                help="Share of each domain written to val/.")] = 0.1,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier synthetic set.")] = False,
+) -> None:
+    """Write the procedural multi-domain data set (shapes = domains, colour/texture = style).
+
+    Examples:
+
+    1. `smoothgan data synth shapes` (3 x 1000 images, 64 px: the `small` training preset's data)
+
+    2. `smoothgan data synth shapes32 --per-domain 200 --img-size 32 --domains circle,square`
+
+    3. `smoothgan data synth shapes --seed 1 --overwrite`
+    """
+    from smoothgan.trainer.synth import generate
+
+    names = split_list(domains)
+    root = generate(out, num_per_domain=per_domain, img_size=img_size, seed=seed, domains=names,
+                    val_fraction=val_fraction, overwrite=overwrite)
+    meta = json.loads((root / "synth.json").read_text())
+    console.print(f"wrote {root}: {len(names)} domains ({', '.join(names)}) x {meta['counts']['train']} train + "
+                  f"{meta['counts']['val']} val images of {img_size}px", highlight=False)
