@@ -63,8 +63,9 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """``app.command`` plus the error policy: SmoothganError -> one line on stderr and its exit code."""
+def command(*args: Any, typer_app: Optional[typer.Typer] = None,
+            **kwargs: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """``app.command`` (or a sub-app's) plus the error policy: SmoothganError -> one line on stderr, its code."""
 
     def decorate(fn: Callable[..., T]) -> Callable[..., T]:
         @functools.wraps(fn)
@@ -77,7 +78,7 @@ def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., T]], Callable[
                 fail("interrupted", 130)
             raise AssertionError("unreachable")
 
-        return app.command(*args, **kwargs)(wrapper)
+        return (typer_app or app).command(*args, **kwargs)(wrapper)
 
     return decorate
 

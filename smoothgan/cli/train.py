@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional, TypeVar
+from typing import Annotated, Any, Optional
 
 import typer
 
 from smoothgan.cli.app import Device, app, command, console, err_console, fail, split_list
-from smoothgan.errors import SmoothganError
 
-T = TypeVar("T")
 
 data_app = typer.Typer(help="Data set tools: make the synthetic training set.", no_args_is_help=True,
                        pretty_exceptions_enable=False, rich_markup_mode="markdown")
@@ -44,25 +41,6 @@ class ReferenceMode(str, Enum):
 class StyleReg(str, Enum):
     code = "code"
     paper = "paper"
-
-
-def _data_command(name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """``data_app.command`` with the same one-line error policy as :func:`smoothgan.cli.app.command`."""
-
-    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
-        @functools.wraps(fn)
-        def wrapper(*a: Any, **kw: Any) -> T:
-            try:
-                return fn(*a, **kw)
-            except SmoothganError as exc:
-                fail(str(exc).replace("\n", " "), exc.exit_code)
-            except KeyboardInterrupt:
-                fail("interrupted", 130)
-            raise AssertionError("unreachable")
-
-        return data_app.command(name)(wrapper)
-
-    return decorate
 
 
 def _is_main_process() -> bool:
@@ -203,7 +181,7 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@_data_command("synth")
+@command("synth", typer_app=data_app)
 def synth_command(
     out: Annotated[Path, typer.Argument(help="Folder to create (train/, val/, attributes.jsonl, synth.json).")],
     per_domain: Annotated[int, typer.Option("--per-domain", min=1, help="Images per domain (train + val).")] = 1000,
