@@ -27,7 +27,7 @@ import numpy as np
 from smoothgan import __version__
 from smoothgan.config import ModelConfig
 from smoothgan.errors import BundleError, InputError
-from smoothgan.fileio import atomic_path, sha256_file, write_json_atomic
+from smoothgan.fileio import sha256_file, write_json_atomic
 
 FORMAT = "smoothgan-bundle"
 FORMAT_VERSION = 1
@@ -36,6 +36,9 @@ WEIGHTS_FILE = "weights.safetensors"
 MODULES = ("generator", "mapping_network", "style_encoder", "fan")
 DEFAULT_PREPROCESSING = {"fit": "crop", "resample": "bilinear-antialias", "range": [-1.0, 1.0]}
 ENV_MODEL = "SMOOTHGAN_MODEL"
+ASSETS = Path(__file__).parent / "assets"
+EMBEDDED_BUNDLE = ASSETS / "demo"  # the small smoothed model shipped in the package (see EXPERIMENTS.md)
+SAMPLES_DIR = ASSETS / "samples"
 
 
 @dataclass
@@ -54,6 +57,11 @@ class ModelBundle:
     @property
     def weights_path(self) -> Path:
         return self.path / WEIGHTS_FILE
+
+    @property
+    def is_embedded(self) -> bool:
+        """True for the demo model shipped inside the package."""
+        return self.path.resolve() == EMBEDDED_BUNDLE.resolve()
 
     @property
     def name(self) -> str:
@@ -183,14 +191,17 @@ def save_bundle(out: str | Path, networks: dict[str, Any], config: ModelConfig, 
 
 
 def load_bundle(path: str | Path | None) -> ModelBundle:
-    """Open a bundle directory (``path`` or ``$SMOOTHGAN_MODEL``), validating its metadata."""
+    """Open a bundle directory (``path``, else ``$SMOOTHGAN_MODEL``, else the embedded demo model)."""
     if path is None or str(path) == "":
         path = os.environ.get(ENV_MODEL) or None
     if path is None:
-        raise BundleError(
-            "no model given: pass --model BUNDLE or set SMOOTHGAN_MODEL. To make a bundle from the official "
-            "checkpoints: smoothgan import 100000_nets_ema.ckpt --domains female,male --wing wing.ckpt --out celeba"
-        )
+        if not (EMBEDDED_BUNDLE / CONFIG_FILE).is_file():
+            raise BundleError(
+                "no model given: pass --model BUNDLE or set SMOOTHGAN_MODEL. To make a bundle from the official "
+                "checkpoints: smoothgan import 100000_nets_ema.ckpt --domains female,male --wing wing.ckpt "
+                "--out celeba"
+            )
+        path = EMBEDDED_BUNDLE
     root = Path(path)
     meta_path = root / CONFIG_FILE
     if not root.is_dir() or not meta_path.is_file():
@@ -233,4 +244,4 @@ def artifact_path(bundle: ModelBundle, relative: str) -> Path:
     return bundle.path / relative
 
 
-__all__ = ["ModelBundle", "save_bundle", "load_bundle", "atomic_path", "ENV_MODEL"]
+__all__ = ["ModelBundle", "save_bundle", "load_bundle", "ENV_MODEL", "EMBEDDED_BUNDLE", "SAMPLES_DIR"]

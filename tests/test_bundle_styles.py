@@ -56,6 +56,7 @@ def test_existing_bundle_is_not_overwritten_and_failed_writes_leave_nothing(tmp_
 
 def test_bad_bundles_give_clear_errors(tmp_path: Path, tiny_bundle, monkeypatch) -> None:
     monkeypatch.delenv("SMOOTHGAN_MODEL", raising=False)
+    monkeypatch.setattr("smoothgan.bundle.EMBEDDED_BUNDLE", tmp_path / "no-embedded-model")
     with pytest.raises(BundleError, match="smoothgan import"):
         load_bundle(None)
     with pytest.raises(BundleError, match="not a smoothgan bundle"):

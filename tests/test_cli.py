@@ -96,7 +96,6 @@ def test_import_and_info(tmp_path: Path, photo: Path) -> None:
         (["{notimage}", "--domain", "a"], "not an image", 2),
         (["{photo}", "--domain", "zebra"], "unknown domain 'zebra'; this model knows: a, b", 2),
         (["{photo}", "--domain", "a", "--model", "{tmp}"], "is not a smoothgan bundle", 3),
-        (["{photo}", "--domain", "a", "--model", ""], "no model given", 3),
         (["{photo}", "--domain", "a", "--device", "cuda"], "cuda", 4),
     ],
 )
@@ -115,6 +114,13 @@ def test_bad_input_gives_one_line_errors(args, pattern, code, tiny_bundle, photo
     one_line_error(result, pattern)
     assert result.exit_code == code
     assert not (tmp_path / "out").exists()
+
+
+def test_without_a_model_and_without_the_embedded_one(photo: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("smoothgan.bundle.EMBEDDED_BUNDLE", tmp_path / "missing")
+    result = invoke("translate", photo, "--domain", "a", "--model", "", "--out", tmp_path / "out")
+    one_line_error(result, "no model given")
+    assert result.exit_code == 3
 
 
 def test_bad_checkpoint_import_is_one_line(tmp_path: Path) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from smoothgan.translator import Result
 
 from smoothgan.cli.app import (BackendName, BackendOption, BatchOption, Device, DeviceOption, ModelOption,
                                Precision, PrecisionOption, command, console, progress_bar)
@@ -20,6 +23,22 @@ def unique_stems(paths: list[Path]) -> list[str]:
         seen[path.stem] = count + 1
         names.append(path.stem if count == 0 else f"{path.stem}-{count}")
     return names
+
+
+def write_outputs(folder: Path, result: "Result", source: Path, gif: bool, mp4: bool, fps: int) -> None:
+    """One result folder: frame_NNN.png, strip.png (source first), optional GIF/MP4, sidecar.json."""
+    from smoothgan import images as imageio
+    from smoothgan.fileio import write_json_atomic
+
+    frames = list(result.images[0])
+    for i, frame in enumerate(frames):
+        imageio.save_image(folder / f"frame_{i:03d}.png", frame)
+    imageio.save_image(folder / "strip.png", imageio.make_strip([result.sources[0], *frames]))
+    if gif:
+        imageio.save_gif(folder / "animation.gif", frames, fps=fps)
+    if mp4:
+        imageio.save_mp4(folder / "animation.mp4", frames, fps=fps)
+    write_json_atomic(folder / "sidecar.json", {"input": str(source), **result.sidecar()})
 
 
 @command("translate")
@@ -59,14 +78,13 @@ def translate_command(
     Each input gets a folder OUT/<name>/ with frame_NNN.png, strip.png (source first), an optional GIF/MP4,
     and sidecar.json (seed, domains, steps, backend, model sha256) to reproduce it.
     """
-    from smoothgan import images as imageio
-    from smoothgan.fileio import write_json_atomic
     from smoothgan.translator import load
 
     translator = load(model, backend=backend.value, device=device.value, precision=precision.value,
                       max_batch=batch_size)
-    if translator.bundle.provenance.get("embedded"):
-        console.print(f"using the embedded demo model ({translator.bundle.name}); pass --model for your own")
+    if translator.bundle.is_embedded:
+        console.print(f"using the embedded demo model ({translator.bundle.name}, "
+                      f"domains {', '.join(translator.domains)}); pass --model for your own")
     translator.bundle.domain_index(domain)  # fail fast on a bad domain, before any work
     if source_domain is not None:
         translator.bundle.domain_index(source_domain)
@@ -81,15 +99,6 @@ def translate_command(
                                                 source_domain=source_domain, mode=mode)
                 console.print(f"{path.name}: source domain {result.metadata['source_domains'][0]}"
                               + (" (inferred)" if result.metadata["source_domain_inferred"] else ""))
-            folder = out / name
-            frames = list(result.images[0])
-            for i, frame in enumerate(frames):
-                imageio.save_image(folder / f"frame_{i:03d}.png", frame)
-            imageio.save_image(folder / "strip.png", imageio.make_strip([result.sources[0], *frames]))
-            if write_gif:
-                imageio.save_gif(folder / "animation.gif", frames, fps=fps)
-            if mp4:
-                imageio.save_mp4(folder / "animation.mp4", frames, fps=fps)
-            write_json_atomic(folder / "sidecar.json", {"input": str(path), **result.sidecar()})
+            write_outputs(out / name, result, path, gif=write_gif, mp4=mp4, fps=fps)
             advance(1)
     console.print(f"wrote {len(images)} result folder(s) under {out}")
