@@ -18,6 +18,7 @@ from smoothgan import __version__, images, styles
 from smoothgan.backends import create_backend
 from smoothgan.backends.base import Backend, Masks
 from smoothgan.bundle import ModelBundle, load_bundle
+from smoothgan.config import ModelConfig
 from smoothgan.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Translator:
         self.max_batch = max_batch
 
     @property
-    def config(self):  # noqa: ANN201 - ModelConfig, kept short for readers
+    def config(self) -> ModelConfig:
         return self.bundle.config
 
     @property

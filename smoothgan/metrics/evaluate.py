@@ -167,13 +167,11 @@ def build_lpips(weights: str | Path | None = None, random_backbone: bool = False
 def build_fid_extractor(weights: str | Path | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
     """torchvision Inception v3 features (REFERENCE 6.3) from ``weights`` or the torch hub cache."""
     from smoothgan.metrics.fid import INCEPTION_FILE, INCEPTION_URL, InceptionFeatures
-    from smoothgan.metrics.lpips import hub_checkpoint_path
+    from smoothgan.metrics.lpips import pretrained_weights
 
-    if weights is None and not hub_checkpoint_path(INCEPTION_FILE).is_file():
-        raise BackendError(f"FID needs torchvision's ImageNet Inception v3 weights: put {INCEPTION_FILE} "
-                           f"({INCEPTION_URL}) at {hub_checkpoint_path(INCEPTION_FILE)}, or pass its path "
-                           "(--inception-weights PATH, or fid_extractor=PATH)")
-    return InceptionFeatures(weights)
+    path = pretrained_weights(weights, INCEPTION_FILE, INCEPTION_URL, "FID's ImageNet Inception v3 weights",
+                              "its path (--inception-weights PATH, or fid_extractor=PATH)")
+    return InceptionFeatures(path)
 
 
 def _describe(obj: object) -> str:

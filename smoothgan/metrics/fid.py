@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smoothgan.errors import BackendError, InputError
-from smoothgan.metrics.lpips import hub_checkpoint_path, load_state_dict_file
+from smoothgan.errors import InputError
+from smoothgan.metrics.lpips import load_state_dict_file, pretrained_weights
 
 __all__ = [
     "INCEPTION_FILE",
@@ -154,15 +154,8 @@ class InceptionFeatures(nn.Module):
         super().__init__()
         from torchvision.models import inception_v3
 
-        if weights is None:
-            path = hub_checkpoint_path(INCEPTION_FILE)
-            if not path.is_file():
-                raise BackendError(
-                    f"Inception v3 ImageNet weights for FID not found: put torchvision's {INCEPTION_FILE} "
-                    f"({INCEPTION_URL}) at {path}, or pass weights=<path to an inception_v3 state dict>"
-                )
-        else:
-            path = Path(weights)
+        path = pretrained_weights(weights, INCEPTION_FILE, INCEPTION_URL, "Inception v3 ImageNet weights for FID",
+                                  "weights=<path to an inception_v3 state dict>")
         state = load_state_dict_file(path, "Inception v3")
 
         net = inception_v3(weights=None, aux_logits=True, init_weights=False)

@@ -20,7 +20,7 @@ from torch import nn
 
 from smoothgan.errors import BackendError, InputError
 
-__all__ = ["DistanceMode", "PerceptualDistance", "hub_checkpoint_path", "load_state_dict_file"]
+__all__ = ["DistanceMode", "PerceptualDistance", "hub_checkpoint_path", "load_state_dict_file", "pretrained_weights"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,21 @@ _ALEX_CONV_SLICE = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
 def hub_checkpoint_path(file_name: str) -> Path:
     """Where torchvision's pretrained loader caches ``file_name``: ``torch.hub.get_dir()/checkpoints/``."""
     return Path(torch.hub.get_dir()) / "checkpoints" / file_name
+
+
+def pretrained_weights(given: str | Path | None, file_name: str, url: str, what: str, how_to_pass: str) -> Path:
+    """The weights file to load: ``given``, else torchvision's copy in the torch hub cache.
+
+    Nothing is ever downloaded: a missing cache file is a BackendError naming the file, its URL, where to put
+    it, and ``how_to_pass`` an explicit path instead.
+    """
+    if given is not None:
+        return Path(given)
+    path = hub_checkpoint_path(file_name)
+    if not path.is_file():
+        raise BackendError(f"{what} not found: put torchvision's {file_name} ({url}) at {path}, or pass "
+                           f"{how_to_pass}")
+    return path
 
 
 def load_state_dict_file(path: str | Path, what: str) -> dict[str, torch.Tensor]:
@@ -109,16 +124,9 @@ class PerceptualDistance(nn.Module):
         backbone_path: Path | None = None
         backbone_state: dict[str, torch.Tensor] | None = None
         if not random_backbone:
-            if backbone_weights is None:
-                backbone_path = hub_checkpoint_path(ALEXNET_FILE)
-                if not backbone_path.is_file():
-                    raise BackendError(
-                        f"AlexNet ImageNet weights for LPIPS not found: put torchvision's {ALEXNET_FILE} "
-                        f"({ALEXNET_URL}) at {backbone_path}, or pass backbone_weights=<path to an AlexNet "
-                        "state dict>"
-                    )
-            else:
-                backbone_path = Path(backbone_weights)
+            backbone_path = pretrained_weights(backbone_weights, ALEXNET_FILE, ALEXNET_URL,
+                                               "AlexNet ImageNet weights for LPIPS",
+                                               "backbone_weights=<path to an AlexNet state dict>")
             backbone_state = load_state_dict_file(backbone_path, "AlexNet backbone")
 
         self.net = _build_lpips()
