@@ -12,19 +12,33 @@ import numpy as np
 from smoothgan.errors import InputError
 
 INTERPOLATION_MODES = ("lerp", "slerp")
+SEED_MAX = 2**32 - 1
+"""Seeds are integers 0..SEED_MAX (what every RNG a user may pair them with accepts)."""
+
+
+def is_int(value: object) -> bool:
+    """A true integer (Python or numpy), not a bool or a float."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` as an int, or :class:`InputError` (one line) when it is not an integer in 0..SEED_MAX."""
+    if not is_int(seed) or not 0 <= int(seed) <= SEED_MAX:  # type: ignore[arg-type]
+        raise InputError(f"seed must be an integer from 0 to {SEED_MAX}, got {seed!r}")
+    return int(seed)  # type: ignore[arg-type]
 
 
 def latents(seed: int, num: int, latent_dim: int) -> np.ndarray:
-    """``num`` standard-normal latents [num, latent_dim] float32, reproducible from ``seed``."""
-    if num < 1:
-        raise InputError(f"need at least one latent, got num={num}")
-    rng = np.random.default_rng(seed)
+    """``num`` standard-normal latents [num, latent_dim] float32, reproducible from ``seed`` (0..SEED_MAX)."""
+    if not is_int(num) or num < 1:
+        raise InputError(f"need at least one latent, got num={num!r}")
+    rng = np.random.default_rng(check_seed(seed))
     return rng.standard_normal((num, latent_dim)).astype(np.float32)
 
 
 def alphas(steps: int) -> np.ndarray:
     """Interpolation weights i / (steps - 1), i = 0..steps-1, float32: exactly 0 and 1 at the ends."""
-    if steps < 2:
+    if not is_int(steps) or steps < 2:
         raise InputError(f"an interpolation needs at least 2 steps, got {steps}")
     return (np.arange(steps, dtype=np.float64) / (steps - 1)).astype(np.float32)
 

@@ -7,7 +7,8 @@ small dataclasses carrying everything needed to reproduce them (see :meth:`Resul
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -20,6 +21,7 @@ from smoothgan.backends.base import Backend, Masks
 from smoothgan.bundle import ModelBundle, load_bundle
 from smoothgan.config import ModelConfig
 from smoothgan.errors import InputError
+from smoothgan.fileio import atomic_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -27,37 +29,138 @@ ImageLike = Union[str, Path, np.ndarray]
 Images = Union[ImageLike, Sequence[ImageLike]]
 
 
+MAX_STEPS = 1000
+"""Hard cap on interpolation frames per source (``--steps``)."""
+MAX_STYLES = 1000
+"""Hard cap on latent styles per source (``--num``)."""
+MEMORY_FRACTION = 0.5
+"""A call may plan to use at most this fraction of the machine's physical memory (see :func:`estimate_bytes`)."""
+_ACTIVATION_FACTOR = 8  # live float32 feature maps of width start_dim at full resolution, per generator row
+_PER_SOURCE_KEYS = ("source_domains", "source_domain_errors")
+
+
 @dataclass
 class Result:
-    """Outputs of one call: uint8 images [N_sources, K, H, W, 3] and the style codes that made them."""
+    """Outputs of one call: uint8 images [N_sources, K, H, W, 3] and the style codes that made them.
+
+    ``sources`` holds the preprocessed sources (uint8 [N_sources, H, W, 3]); ``metadata`` everything needed to
+    reproduce the call (seed, domains, steps, backend, model sha256), per-source lists included.
+    """
 
     images: np.ndarray
     styles: np.ndarray
     sources: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def item(self, index: int) -> "Result":
+        """The result of source ``index`` alone (its per-source metadata lists cut to one entry)."""
+        if not -len(self) <= index < len(self):
+            raise InputError(f"result index {index} out of range for {len(self)} source(s)")
+        meta = dict(self.metadata)
+        for key in _PER_SOURCE_KEYS:
+            if key in meta:
+                meta[key] = [meta[key][index]]
+        sl = slice(index, index + 1) if index != -1 else slice(-1, None)
+        return Result(self.images[sl], self.styles[sl], self.sources[sl], meta)
+
     def sidecar(self) -> dict[str, Any]:
         """JSON-ready description: seeds, domains, steps, backend, model hash."""
         return dict(self.metadata)
+
+    def save(self, folder: str | Path, *, index: int = 0, input: Optional[str | Path] = None, gif: bool = False,
+             mp4: bool = False, fps: float = 10) -> Path:
+        """Write source ``index``'s result folder atomically and return it.
+
+        The folder holds frame_NNN.png, strip.png (the source first), animation.gif / animation.mp4 when asked and
+        sidecar.json (with ``input`` when given). It is built in a staging folder that then replaces ``folder``
+        whole (:func:`smoothgan.fileio.atomic_dir`): a rerun leaves no stale frames and a kill leaves the old
+        folder or the new one, never a partial one.
+        """
+        if not fps > 0:
+            raise InputError(f"fps must be positive, got {fps}")
+        one = self.item(index)
+        frames = list(one.images[0])
+        sidecar = one.sidecar()
+        if input is not None:
+            sidecar = {"input": str(input), **sidecar}
+        target = Path(folder)
+        with atomic_dir(target) as staging:
+            for i, frame in enumerate(frames):
+                images.save_image(staging / f"frame_{i:03d}.png", frame)
+            images.save_image(staging / "strip.png", images.make_strip([one.sources[0], *frames]))
+            if gif:
+                images.save_gif(staging / "animation.gif", frames, fps=fps)
+            if mp4:
+                images.save_mp4(staging / "animation.mp4", frames, fps=fps)
+            write_json_atomic(staging / "sidecar.json", sidecar)
+        return target
 
 
 def _as_list(items: Images) -> list[ImageLike]:
     if isinstance(items, (str, Path)):
         return [items]
     if isinstance(items, np.ndarray):
-        return [items] if items.ndim == 3 else list(items)
+        if items.ndim == 3:
+            return [items]
+        if items.ndim == 4:
+            return list(items)
+        raise InputError(f"an image array must be [H, W, 3] or [N, H, W, 3], got shape {list(items.shape)}")
+    if isinstance(items, (bytes, int, float)) or items is None:
+        raise InputError(f"images must be paths or uint8 [H, W, 3] arrays, got {type(items).__name__}")
     return list(items)
+
+
+def check_array(item: np.ndarray) -> np.ndarray:
+    """A uint8 [H, W, 3] RGB array, or a one-line :class:`InputError` saying how to convert it.
+
+    Float arrays are refused rather than guessed at ([0, 1] or [0, 255]?), the rule :mod:`smoothgan.images` applies.
+    """
+    if item.dtype != np.uint8 or item.ndim != 3 or item.shape[-1] != 3:
+        hint = "; for floats in [0, 1] pass (x * 255).round().astype(np.uint8)" if item.dtype.kind == "f" else ""
+        raise InputError(f"image arrays must be uint8 [H, W, 3] RGB, got {item.dtype} {list(item.shape)}{hint}")
+    if item.shape[0] == 0 or item.shape[1] == 0:
+        raise InputError(f"image array is empty ({item.shape[1]}x{item.shape[0]})")
+    return item
+
+
+def check_count(name: str, value: object, low: int, high: int, hint: str = "") -> int:
+    """An integer option within [low, high], or a one-line :class:`InputError` that states the range."""
+    if not styles.is_int(value) or not low <= int(value) <= high:  # type: ignore[arg-type]
+        raise InputError(f"{name} must be an integer from {low} to {high}{hint}, got {value!r}")
+    return int(value)  # type: ignore[arg-type]
+
+
+def memory_limit() -> int:
+    """Bytes a single call may plan to use: :data:`MEMORY_FRACTION` of physical memory (8 GiB if unknown)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 16 * 2**30
+    return int(total * MEMORY_FRACTION)
+
+
+def estimate_bytes(config: ModelConfig, rows: int, batch: int, device: str = "cpu") -> int:
+    """Rough peak memory of a call making ``rows`` frames in generator batches of ``batch``.
+
+    The uint8 frames are kept (3 bytes a pixel); each batch holds float32 inputs and outputs and, on CPU, about
+    :data:`_ACTIVATION_FACTOR` feature maps of width ``start_dim`` at full resolution per row.
+    """
+    pixels = config.img_size**2
+    frames = rows * pixels * 3
+    live = min(rows, batch) * pixels * 4 * (6 + (config.start_dim * _ACTIVATION_FACTOR if device == "cpu" else 0))
+    return frames + live
 
 
 class Translator:
     """Latent- and reference-guided translation and style interpolation for one bundle on one backend."""
 
     def __init__(self, bundle: ModelBundle, backend: Backend, max_batch: int = 64) -> None:
-        if max_batch < 1:
-            raise InputError(f"max_batch must be >= 1, got {max_batch}")
         self.bundle = bundle
         self.backend = backend
-        self.max_batch = max_batch
+        self.max_batch = check_count("max_batch", max_batch, 1, 2**20)
 
     @property
     def config(self) -> ModelConfig:
@@ -68,22 +171,68 @@ class Translator:
         return self.bundle.domains
 
     # ---- inputs -------------------------------------------------------------------------------------------
+    def load_image(self, item: ImageLike) -> np.ndarray:
+        """One path or array -> a checked uint8 [H, W, 3] array."""
+        if isinstance(item, (str, Path)):
+            return images.load(item)
+        if isinstance(item, np.ndarray):
+            return check_array(item)
+        raise InputError(f"images must be paths or uint8 [H, W, 3] arrays, got {type(item).__name__}")
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """uint8 [H, W, 3] -> model input float32 [1, 3, S, S] with the bundle's fit (crop/stretch)."""
+        return images.to_model_input(image, self.config.img_size, fit=self.bundle.preprocessing.get("fit", "crop"))
+
     def prepare(self, items: Images) -> np.ndarray:
         """Paths or uint8 HxWx3 arrays -> model input float32 [N, 3, S, S] in [-1, 1]."""
-        loaded = []
-        for item in _as_list(items):
-            if isinstance(item, (str, Path)):
-                loaded.append(images.load(item))
-            elif isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[-1] == 3:
-                loaded.append(item if item.dtype == np.uint8 else np.clip(item, 0, 255).astype(np.uint8))
-            else:
-                raise InputError("images must be paths or uint8 arrays of shape [H, W, 3]")
+        loaded = [self.load_image(item) for item in _as_list(items)]
         if not loaded:
             raise InputError("no input images given")
-        return images.to_model_input(loaded, self.config.img_size, fit=self.bundle.preprocessing.get("fit", "crop"))
+        return np.concatenate([self.preprocess(image) for image in loaded])
 
     def _domains(self, domain: str | int, count: int) -> np.ndarray:
         return np.full((count,), self.bundle.domain_index(domain), dtype=np.int64)
+
+    def check_request(self, domain: str | int, *, steps: Optional[int] = None, num: int = 1, seed: int = 0,
+                      ref: Optional[Images] = None, source_domain: Optional[str | int] = None, mode: str = "lerp",
+                      max_batch: Optional[int] = None, sources: int = 1) -> int:
+        """Validate a translate/interpolate request before any work; return the batch size to use.
+
+        One-line :class:`InputError` for: an unknown domain, steps outside 2..MAX_STEPS, num outside
+        1..MAX_STYLES, a seed outside 0..2**32-1, ``num`` with references, several references for an
+        interpolation, a bad ``max_batch`` and a call whose frames and batches would not fit in memory.
+        """
+        self.bundle.domain_index(domain)
+        if source_domain is not None:
+            self.bundle.domain_index(source_domain)
+        styles.check_seed(seed)
+        batch = self.max_batch if max_batch is None else check_count("max_batch", max_batch, 1, 2**20)
+        refs = None if ref is None else _as_list(ref)
+        if refs is not None and not refs:
+            raise InputError("no reference images given")
+        if steps is not None:
+            per_source = check_count("steps", steps, 2, MAX_STEPS, " (frames, both ends included)")
+            if mode not in styles.INTERPOLATION_MODES:
+                raise InputError(f"unknown interpolation mode {mode!r}; choose one of "
+                                 f"{', '.join(styles.INTERPOLATION_MODES)}")
+            if refs is not None and len(refs) > 1:
+                raise InputError(f"an interpolation goes to one style: give one reference, not {len(refs)}")
+        else:
+            per_source = check_count("num", num, 1, MAX_STYLES, " (latent styles per source)")
+            if refs is not None:
+                if num != 1:
+                    raise InputError(f"num applies to latent styles only; with references each reference gives "
+                                     f"one style (got num={num} and {len(refs)} reference(s))")
+                per_source = len(refs)
+        rows = per_source * max(1, sources)
+        need, limit = estimate_bytes(self.config, rows, batch, self.backend.device), memory_limit()
+        if need > limit:
+            raise InputError(
+                f"this call needs about {need / 2**30:.1f} GiB ({rows} frames of {self.config.img_size}px in "
+                f"batches of {batch}), over the limit of {limit / 2**30:.1f} GiB (half of this machine's memory); "
+                "use fewer steps/styles, fewer sources per call or a smaller batch size"
+            )
+        return batch
 
     # ---- batched primitives ---------------------------------------------------------------------------------
     def _batches(self, total: int, max_batch: Optional[int]) -> list[slice]:
@@ -105,6 +254,24 @@ class Translator:
             batch_masks = None if masks is None else (masks[0][b], masks[1][b])
             outputs.append(self.backend.generate(x[b], style[b], batch_masks))
         return np.concatenate(outputs)
+
+    def frames(self, x: np.ndarray, style: np.ndarray, masks: Optional[Masks] = None,
+               max_batch: Optional[int] = None) -> np.ndarray:
+        """Every source with each of its K styles: x [N, 3, S, S], style [N, K, D] -> uint8 [N, K, S, S, 3].
+
+        The N*K rows go to the generator in batches of at most ``max_batch`` (across sources) and are turned into
+        uint8 batch by batch, so no float copy of all frames (or of repeated sources and masks) is ever held.
+        """
+        n, k = style.shape[:2]
+        size = x.shape[-1]
+        out = np.empty((n * k, size, size, 3), dtype=np.uint8)
+        for b in self._batches(n * k, max_batch):
+            rows = np.arange(b.start, b.stop)
+            src, col = rows // k, rows % k
+            batch_masks = None if masks is None else (masks[0][src], masks[1][src])
+            out[b] = images.from_model_output(self.backend.generate(
+                np.ascontiguousarray(x[src]), np.ascontiguousarray(style[src, col]), batch_masks))
+        return out.reshape(n, k, size, size, 3)
 
     def latent_styles(self, domain: str | int, seed: int = 0, num: int = 1) -> np.ndarray:
         """Mapping-network styles [num, D] of ``num`` latents drawn from ``seed``."""
@@ -133,8 +300,9 @@ class Translator:
         return errors.argmin(axis=1), errors
 
     # ---- public jobs ----------------------------------------------------------------------------------------
-    def _target_styles(self, domain: str | int, seed: int, num: int, ref: Optional[Images],
-                       max_batch: Optional[int]) -> tuple[np.ndarray, dict[str, Any]]:
+    def target_styles(self, domain: str | int, seed: int = 0, num: int = 1, ref: Optional[Images] = None,
+                      max_batch: Optional[int] = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """The target styles [K, D] (``num`` latents from ``seed``, or one per reference) and their metadata."""
         if ref is None:
             return self.latent_styles(domain, seed, num), {"style": "latent", "seed": seed, "num": num}
         ref_x = self.prepare(ref)
@@ -154,31 +322,20 @@ class Translator:
             **extra,
         }
 
-    def translate(self, items: Images, domain: str | int, *, num: int = 1, seed: int = 0,
-                  ref: Optional[Images] = None, max_batch: Optional[int] = None) -> Result:
-        """Translate every source to ``domain`` with ``num`` latent styles (the same for all sources) or with
-        the styles of reference images ``ref``. ``images`` of the result: [N_sources, num_styles, H, W, 3]."""
-        x = self.prepare(items)
-        target, style_meta = self._target_styles(domain, seed, num, ref, max_batch)
+    def translate_prepared(self, x: np.ndarray, domain: str | int, target: np.ndarray, style_meta: dict[str, Any],
+                           max_batch: Optional[int] = None) -> Result:
+        """:meth:`translate` on preprocessed sources ``x`` [N, 3, S, S] with target styles [K, D] already made."""
         n, k = len(x), len(target)
         masks = self.masks(x, max_batch)
-        rep_masks = None if masks is None else (np.repeat(masks[0], k, 0), np.repeat(masks[1], k, 0))
-        out = self.generate(np.repeat(x, k, axis=0), np.tile(target, (n, 1)), rep_masks, max_batch)
-        frames = images.from_model_output(out).reshape(n, k, *out.shape[2:], 3)
+        style = np.broadcast_to(target, (n, k, target.shape[1]))
+        frames = self.frames(x, style, masks, max_batch)
         meta = self._metadata("translate", domain=self.domains[self.bundle.domain_index(domain)], **style_meta)
-        return Result(frames, np.broadcast_to(target, (n, k, target.shape[1])).copy(),
-                      images.from_model_output(x), meta)
+        return Result(frames, style.copy(), images.from_model_output(x), meta)
 
-    def interpolate(self, items: Images, domain: str | int, *, steps: int = 20, seed: int = 0,
-                    ref: Optional[Images] = None, source_domain: Optional[str | int] = None, mode: str = "lerp",
-                    max_batch: Optional[int] = None) -> Result:
-        """From each source's own style to a target style in ``domain``: ``steps`` frames, both ends included.
-
-        The start is E(x, source_domain); the end is M(z(seed), domain) or E(ref, domain) (first reference).
-        Without ``source_domain`` it is inferred per image (see :meth:`infer_source_domain`) and reported.
-        ``images`` of the result: [N_sources, steps, H, W, 3]; one batched generator pass per ``max_batch``.
-        """
-        x = self.prepare(items)
+    def interpolate_prepared(self, x: np.ndarray, domain: str | int, target: np.ndarray, style_meta: dict[str, Any],
+                             steps: int, source_domain: Optional[str | int] = None, mode: str = "lerp",
+                             max_batch: Optional[int] = None) -> Result:
+        """:meth:`interpolate` on preprocessed sources ``x`` [N, 3, S, S] with the end style [1, D] already made."""
         n = len(x)
         masks = self.masks(x, max_batch)
         if source_domain is None:
@@ -187,13 +344,10 @@ class Translator:
         else:
             src, errors, inferred = self._domains(source_domain, n), None, False
         start = self.encode(x, src, max_batch)  # [N, D]
-        target, style_meta = self._target_styles(domain, seed, 1, ref, max_batch)
         end = np.broadcast_to(target[:1], start.shape)
         path = styles.interpolate(start, end, steps, mode)  # [steps, N, D]
         path = np.ascontiguousarray(path.transpose(1, 0, 2))  # [N, steps, D]
-        rep_masks = None if masks is None else (np.repeat(masks[0], steps, 0), np.repeat(masks[1], steps, 0))
-        out = self.generate(np.repeat(x, steps, axis=0), path.reshape(n * steps, -1), rep_masks, max_batch)
-        frames = images.from_model_output(out).reshape(n, steps, *out.shape[2:], 3)
+        frames = self.frames(x, path, masks, max_batch)
         meta = self._metadata(
             "interpolate",
             domain=self.domains[self.bundle.domain_index(domain)],
@@ -206,6 +360,52 @@ class Translator:
         if errors is not None:
             meta["source_domain_errors"] = np.round(errors, 6).tolist()
         return Result(frames, path, images.from_model_output(x), meta)
+
+    def translate(self, items: Images, domain: str | int, *, num: int = 1, seed: int = 0,
+                  ref: Optional[Images] = None, max_batch: Optional[int] = None) -> Result:
+        """Translate every source to ``domain`` with ``num`` latent styles (the same for all sources) or with
+        the styles of reference images ``ref`` (then ``num`` must stay 1). ``images`` of the result:
+        [N_sources, num_styles, H, W, 3]. Limits: see :meth:`check_request`."""
+        sources = _as_list(items)
+        batch = self.check_request(domain, num=num, seed=seed, ref=ref, max_batch=max_batch, sources=len(sources))
+        x = self.prepare(sources)
+        target, style_meta = self.target_styles(domain, seed, num, ref, batch)
+        return self.translate_prepared(x, domain, target, style_meta, batch)
+
+    def interpolate(self, items: Images, domain: str | int, *, steps: int = 20, seed: int = 0,
+                    ref: Optional[Images] = None, source_domain: Optional[str | int] = None, mode: str = "lerp",
+                    max_batch: Optional[int] = None) -> Result:
+        """From each source's own style to a target style in ``domain``: ``steps`` frames, both ends included.
+
+        The start is E(x, source_domain); the end is M(z(seed), domain) or E(ref, domain) (one reference).
+        Without ``source_domain`` it is inferred per image (see :meth:`infer_source_domain`) and reported.
+        ``images`` of the result: [N_sources, steps, H, W, 3]; one batched generator pass per ``max_batch``.
+        """
+        sources = _as_list(items)
+        batch = self.check_request(domain, steps=steps, seed=seed, ref=ref, source_domain=source_domain, mode=mode,
+                                   max_batch=max_batch, sources=len(sources))
+        x = self.prepare(sources)
+        target, style_meta = self.target_styles(domain, seed, 1, ref, batch)
+        return self.interpolate_prepared(x, domain, target, style_meta, steps, source_domain, mode, batch)
+
+    def iter_translate(self, inputs: Any, domain: str | int, **options: Any) -> Iterator[Any]:
+        """Stream a folder job: yield one :class:`smoothgan.jobs.ItemResult` per input as its batch finishes.
+
+        ``inputs``: files, folders (recursive) or glob patterns; options as :func:`smoothgan.jobs.iter_results`
+        (``steps``, ``num``, ``seed``, ``ref``, ``batch_size``, ``keep_going``, ...). Nothing is written.
+        """
+        from smoothgan import jobs
+
+        return jobs.iter_results(self, inputs, domain, **options)
+
+    def translate_folder(self, inputs: Any, out: str | Path, domain: str | int, **options: Any) -> Any:
+        """Translate files/folders/globs into ``out`` (layout, manifest, resume: :func:`smoothgan.jobs.run_folder`).
+
+        Returns a :class:`smoothgan.jobs.FolderSummary`; with ``keep_going`` bad files are recorded, not raised.
+        """
+        from smoothgan import jobs
+
+        return jobs.run_folder(self, inputs, out, domain, **options)
 
     def close(self) -> None:
         self.backend.close()

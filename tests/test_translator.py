@@ -96,7 +96,7 @@ def test_seeded_translation_is_reproducible_across_translators(tiny_bundle) -> N
 def test_bad_requests(translator, tiny_bundle) -> None:
     with pytest.raises(InputError, match="unknown domain 'zebra'; this model knows: a, b"):
         translator.translate(sources(1), "zebra")
-    with pytest.raises(InputError, match="at least 2 steps"):
+    with pytest.raises(InputError, match="steps must be an integer from 2 to 1000"):
         translator.interpolate(sources(1), "a", steps=1)
     with pytest.raises(InputError, match="cannot read image"):
         translator.translate(["/no/such/file.png"], "a")
