@@ -5,19 +5,51 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, NoReturn, Optional, TypeVar
 
+import click
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 from smoothgan import __version__
+from smoothgan.backends import BACKENDS, DEVICES, PRECISIONS
 from smoothgan.errors import SmoothganError
 
+class OneLineErrorGroup(TyperGroup):
+    """The root command group: usage errors (bad option values, unknown options) print one line, not a box.
+
+    Click/Typer would print a usage panel of five or more lines; scripts and logs want ``error: ...`` and the
+    exit code (2 for usage errors), like every other failure of the CLI.
+    """
+
+    def main(self, args: Optional[Sequence[str]] = None, prog_name: Optional[str] = None,
+             complete_var: Optional[str] = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            command_path = exc.ctx.command_path if exc.ctx is not None else "smoothgan"
+            err_console.print(Text.assemble(("error: ", "bold red"), one_line(exc.format_message()),
+                                            f" (see '{command_path} --help')"))
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            err_console.print(Text.assemble(("error: ", "bold red"), one_line(exc.format_message())))
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            err_console.print(Text.assemble(("error: ", "bold red"), "interrupted"))
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrorGroup,
     name="smoothgan",
     help="Smoothed StarGAN v2: translate, interpolate, import, export, benchmark, train and evaluate.",
     pretty_exceptions_enable=False,
@@ -25,26 +57,33 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="markdown",
 )
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
+PIPE_WIDTH = 1000  # columns when output is not a terminal: tables keep their natural width in logs and pipes
 
 
-class BackendName(str, Enum):
-    torch = "torch"
-    onnxruntime = "onnxruntime"
-    tensorrt = "tensorrt"
+def _console(stderr: bool) -> Console:
+    """A console that never interprets text as Rich markup (paths like ``IMG [edited].png`` print as they are).
+
+    In a terminal Rich uses its width; piped (CI logs, ``| tee``) it would squeeze tables to 80 columns and
+    cut numbers to ``…``, so there the width is wide enough for any table's natural size.
+    """
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else PIPE_WIDTH
+    return Console(stderr=stderr, soft_wrap=True, markup=False, highlight=False, emoji=False, width=width)
 
 
-class Device(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
+console = _console(stderr=False)
+err_console = _console(stderr=True)
 
 
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
+def choice_enum(name: str, values: Iterable[str]) -> type[Enum]:
+    """A ``str`` Enum for Typer choices built from one of the library's tables (never re-declared here)."""
+    return Enum(name, {value: value for value in values}, type=str)  # type: ignore[return-value]
+
+
+BackendName = choice_enum("BackendName", BACKENDS)
+Device = choice_enum("Device", DEVICES)
+Precision = choice_enum("Precision", PRECISIONS)
 
 
 ModelOption = Annotated[
@@ -57,10 +96,20 @@ PrecisionOption = Annotated[Precision, typer.Option("--precision", help="Numeric
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Largest batch sent to the engine.")]
 
 
-def fail(message: str, code: int = 1) -> None:
-    """Print one line to stderr and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+def one_line(message: object) -> str:
+    """A message on one line (newlines and tabs become spaces, runs of spaces collapse)."""
+    return " ".join(str(message).split())
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``error: <message>`` on one line to stderr and exit with ``code`` (the text is never markup)."""
+    err_console.print(Text.assemble(("error: ", "bold red"), one_line(message)))
     raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """Print ``warning: <message>`` on one line to stderr."""
+    err_console.print(Text.assemble(("warning: ", "bold yellow"), one_line(message)))
 
 
 def command(*args: Any, typer_app: Optional[typer.Typer] = None,
@@ -73,9 +122,14 @@ def command(*args: Any, typer_app: Optional[typer.Typer] = None,
             try:
                 return fn(*a, **kw)
             except SmoothganError as exc:
-                fail(str(exc).replace("\n", " "), exc.exit_code)
+                fail(str(exc), exc.exit_code)
             except KeyboardInterrupt:
                 fail("interrupted", 130)
+            except MemoryError:
+                fail("out of memory: use a smaller --batch-size (or fewer --steps / --num)", 1)
+            except OSError as exc:  # disk full, permission denied, a path that vanished: the user's environment
+                where = f"{exc.filename}: " if exc.filename else ""
+                fail(f"{where}{exc.strerror or exc}", 1)
             raise AssertionError("unreachable")
 
         return (typer_app or app).command(*args, **kwargs)(wrapper)
@@ -89,7 +143,7 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
     if not enabled or total <= 1:
         yield lambda advance=1: None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=False) as progress:
         task = progress.add_task(description, total=total)

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from smoothgan.cli.app import (BackendName, BackendOption, BatchOption, Device, DeviceOption, ModelOption,
-                               Precision, PrecisionOption, command, console, err_console)
+                               Precision, PrecisionOption, command, console, err_console, warn)
 
 if TYPE_CHECKING:
     from smoothgan.metrics.evaluate import Progress as ProgressFn
@@ -63,7 +64,7 @@ def metrics_table(report: Report) -> Table:
     for key, value in report.metrics.items():
         table.add_row(key, _number(key, value.mean), _ci(key, value), str(value.count), value.over)
     if report.warnings:
-        table.caption = "[bold red]" + "; ".join(report.warnings) + "[/]"
+        table.caption = Text("; ".join(report.warnings), style="bold red")
     return table
 
 
@@ -126,9 +127,9 @@ def eval_command(
     Prints a table (mean, 95 % interval, count) and writes the JSON report (metrics, per-task values, protocol,
     model sha256, backend, networks, timing) to --out. The protocol is in docs/EVALUATION.md.
     """
-    from smoothgan.errors import BackendError, InputError
+    from smoothgan.errors import InputError
     from smoothgan.metrics.evaluate import NEEDS_LPIPS, build_lpips, evaluate, parse_metrics, scan_eval_data
-    from smoothgan.metrics.lpips import ALEXNET_FILE, ALEXNET_URL, hub_checkpoint_path
+    from smoothgan.metrics.lpips import ALEXNET_FILE, ALEXNET_URL, pretrained_weights
     from smoothgan.translator import load
 
     selected = parse_metrics(metrics)
@@ -142,15 +143,11 @@ def eval_command(
     if any(m in selected for m in NEEDS_LPIPS):
         if lpips_random_backbone:
             distance = build_lpips(random_backbone=True)
-        elif lpips_weights is not None:
-            distance = build_lpips(lpips_weights)
-        elif hub_checkpoint_path(ALEXNET_FILE).is_file():
-            distance = build_lpips()
         else:
-            raise BackendError(
-                f"LPIPS needs torchvision's ImageNet AlexNet weights: put {ALEXNET_FILE} ({ALEXNET_URL}) at "
-                f"{hub_checkpoint_path(ALEXNET_FILE)} or pass --lpips-weights PATH; or pass "
-                "--lpips-random-backbone for a smoke test (numbers not comparable with published LPIPS/PS)")
+            distance = build_lpips(pretrained_weights(
+                lpips_weights, ALEXNET_FILE, ALEXNET_URL, "LPIPS's ImageNet AlexNet weights",
+                "--lpips-weights PATH, or --lpips-random-backbone for a smoke test (numbers not comparable with "
+                "published LPIPS/PS)"))
 
     with stage_progress(progress) as update:
         report = evaluate(translator, data, selected, steps=steps, num_pairs=num_pairs, num_outs=num_outs,
@@ -161,7 +158,7 @@ def eval_command(
     if per_task and report.tasks:
         console.print(tasks_table(report))
     for warning in report.warnings:
-        console.print(f"[bold red]warning:[/] {warning}", highlight=False)
+        warn(warning)
     console.print(f"{report.timing['generated_images']} images generated in {report.timing['total_s']:.1f} s on "
                   f"{report.runtime['backend']} ({report.runtime['device']}, {report.runtime['precision']}); "
                   f"report: {out}", highlight=False)

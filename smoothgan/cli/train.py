@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from smoothgan.cli.app import Device, app, command, console, err_console, fail, split_list
+from smoothgan.cli.app import Device, app, choice_enum, command, console, split_list, warn
+from smoothgan.trainer.options import PRECISIONS, REFERENCE_MODES, STYLE_REGS, TRAIN_PRESETS
 
 
 data_app = typer.Typer(help="Data set tools: make the synthetic training set.", no_args_is_help=True,
@@ -19,28 +18,11 @@ data_app = typer.Typer(help="Data set tools: make the synthetic training set.", 
 app.add_typer(data_app, name="data")
 
 
-class TrainPreset(str, Enum):
-    """Names of smoothgan.trainer.options.TRAIN_PRESETS (kept here so the CLI starts without torch)."""
-
-    celeba_hq = "celeba_hq"
-    afhq = "afhq"
-    small = "small"
-    tiny = "tiny"
-
-
-class TrainPrecision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-
-
-class ReferenceMode(str, Enum):
-    official = "official"
-    smoothing = "smoothing"
-
-
-class StyleReg(str, Enum):
-    code = "code"
-    paper = "paper"
+# Choices come from the trainer's tables (smoothgan.trainer.options imports no torch).
+TrainPreset = choice_enum("TrainPreset", TRAIN_PRESETS)
+TrainPrecision = choice_enum("TrainPrecision", PRECISIONS)
+ReferenceMode = choice_enum("ReferenceMode", REFERENCE_MODES)
+StyleReg = choice_enum("StyleReg", STYLE_REGS)
 
 
 def _is_main_process() -> bool:
@@ -108,50 +90,25 @@ def train_command(
     `checkpoints/step-NNNNNN/`; `smoothgan import RUN/checkpoints/step-NNNNNN --out BUNDLE` makes a bundle of
     the EMA networks.
     """
-    from smoothgan.trainer.options import TrainOptions, preset_options
+    from smoothgan.trainer.options import TrainOptions
     from smoothgan.trainer.train import preflight, resolve_data, train
 
-    overrides: dict[str, Any] = {
-        key: value for key, value in {
-            "batch_size": batch_size, "seed": seed, "num_workers": num_workers, "print_every": print_every,
-            "sample_every": sample_every, "save_every": save_every, "keep_last": keep_last, "name": name,
-            "wing": str(wing) if wing else None, "lpips_weights": str(lpips_weights) if lpips_weights else None,
-            "reference_mode": reference_mode.value if reference_mode else None,
-        }.items() if value is not None
-    }
-    if lpips_random_backbone:
-        overrides["lpips_random_backbone"] = True
-    if compile_:
-        overrides["compile"] = True
-    if check_every_step:
-        overrides["check_every_step"] = True
-    if precision is not None:
-        overrides["precision"] = precision.value
-    if preset is not None and options_file is not None:
-        fail("pass either --options or --preset", 2)
-    base = None  # options to start from instead of a preset: a JSON file, or the checkpoint being resumed
-    if options_file is not None:
-        base = TrainOptions.from_json(options_file)
-    elif preset is None and resume is not None:
-        from smoothgan.trainer.checkpoint import read_checkpoint
-
-        base = read_checkpoint(resume).options
-    if device is not None or base is None:
-        overrides["device"] = device.value if device else _default_device()
-    if base is not None:
-        loss = dataclasses.replace(base.loss, smoothing=False) if baseline else base.loss
-        options = base.replace(data=str(data), loss=loss, domains=(), **overrides)
-    else:
-        options = preset_options((preset or TrainPreset.small).value, data, baseline=baseline, **overrides)
-    if style_reg is not None:
-        options = options.replace(loss=dataclasses.replace(options.loss, style_reg=style_reg.value))
-    if iters is not None:
-        options = options.with_iters(iters, scale_schedules=not fixed_schedules)
+    options = TrainOptions.resolve(
+        data, preset=preset.value if preset else None, options_file=options_file, resume=resume,
+        baseline=baseline, iters=iters, scale_schedules=not fixed_schedules,
+        style_reg=style_reg.value if style_reg else None,
+        batch_size=batch_size, seed=seed, num_workers=num_workers, print_every=print_every,
+        sample_every=sample_every, save_every=save_every, keep_last=keep_last, name=name,
+        wing=str(wing) if wing else None, lpips_weights=str(lpips_weights) if lpips_weights else None,
+        reference_mode=reference_mode.value if reference_mode else None,
+        lpips_random_backbone=lpips_random_backbone or None, compile=compile_ or None,
+        check_every_step=check_every_step or None, precision=precision.value if precision else None,
+        device=device.value if device else None,
+    )
 
     main = _is_main_process()
     if options.lpips_random_backbone and options.uses_lpips and main:
-        err_console.print("[bold yellow]warning:[/] the LPIPS content loss uses a RANDOM AlexNet backbone "
-                          "(--lpips-random-backbone): smoke tests only", highlight=False)
+        warn("the LPIPS content loss uses a RANDOM AlexNet backbone (--lpips-random-backbone): smoke tests only")
     if dry_run:
         checks = preflight(options)
         options, report = resolve_data(options)
@@ -173,12 +130,6 @@ def train_command(
         console.print(f"done: {result.step} iterations in {result.run_dir}")
         if result.last_checkpoint is not None:
             console.print(f"make a bundle: smoothgan import {result.last_checkpoint} --out <bundle>", highlight=False)
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @command("synth", typer_app=data_app)

@@ -14,78 +14,22 @@ follows the official call signatures, or with tiny stand-ins in tests.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from smoothgan.errors import InputError
+from smoothgan.trainer.options import LossWeights
 
 Masks = Any  # whatever the generator takes as masks: None, or the FAN's (mask0, mask1) pair
 Losses = dict[str, Tensor]
 
 # ----------------------------------------------------------------------------------------------------------------
 # Weights and schedules
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """Loss weights and schedules; defaults are the official argparse defaults (REFERENCE 4.6, 4.7.5).
-
-    ``smoothing=False`` gives the plain StarGAN v2 objective (no kl, triplet or LPIPS terms, whatever their
-    weights). ``style_reg`` picks the code's style regularisation ("code", REFERENCE 4.7.2) or the paper's Eq. 3
-    ("paper", see :func:`style_regularization_paper`); both use the :func:`kl_weight` schedule.
-    """
-
-    lambda_reg: float = 1.0
-    lambda_sty: float = 1.0
-    lambda_ds: float = 1.0
-    lambda_cyc: float = 1.0
-    ds_iter: int = 100_000
-    smoothing: bool = True
-    lambda_tri: float = 1.0
-    triplet_margin: float = 0.1
-    lambda_kl: float = 1.0
-    init_lambda_kl: float = 0.0
-    kl_start_iter: int = 40_000
-    kl_iter: int = 60_000
-    lambda_lpips: float = 0.0
-    style_reg: Literal["code", "paper"] = "code"
-
-    def __post_init__(self) -> None:
-        problems = [
-            f"{f.name} must be >= 0, got {getattr(self, f.name)}"
-            for f in dataclasses.fields(self)
-            if f.type in ("float", "int") and getattr(self, f.name) < 0
-        ]
-        if self.ds_iter <= 0 or self.kl_iter <= 0:
-            problems.append(f"ds_iter and kl_iter must be > 0, got {self.ds_iter} and {self.kl_iter}")
-        if self.style_reg not in ("code", "paper"):
-            problems.append(f"style_reg must be 'code' or 'paper', got {self.style_reg!r}")
-        if problems:
-            raise InputError("invalid loss weights: " + "; ".join(problems))
-
-    @classmethod
-    def baseline(cls, **changes: Any) -> LossWeights:
-        """Plain StarGAN v2 (the smoothing terms off), with optional overrides."""
-        return cls(smoothing=False, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> LossWeights:
-        """Build from JSON; unknown keys are an error (a typo must not silently fall back to a default)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(f"unknown loss settings: {', '.join(unknown)}")
-        return cls(**values)
 
 
 def ds_weight(step: int, lambda_ds: float, ds_iter: int) -> float:

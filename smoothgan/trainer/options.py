@@ -34,17 +34,72 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from smoothgan.config import PRESETS as MODEL_PRESETS
 from smoothgan.config import ModelConfig
 from smoothgan.errors import InputError, SmoothganError
-from smoothgan.trainer.losses import LossWeights
 
 FORMAT = "smoothgan-train-options"
 FORMAT_VERSION = 1
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 REFERENCE_MODES: tuple[str, ...] = ("official", "smoothing")  # smoothgan.trainer.data.REFERENCE_MODES (no torch)
+STYLE_REGS: tuple[str, ...] = ("code", "paper")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Loss weights and schedules; defaults are the official argparse defaults (REFERENCE 4.6, 4.7.5).
+
+    ``smoothing=False`` gives the plain StarGAN v2 objective (no kl, triplet or LPIPS terms, whatever their
+    weights). ``style_reg`` picks the code's style regularisation ("code", REFERENCE 4.7.2) or the paper's Eq. 3
+    ("paper", see :func:`style_regularization_paper`); both use the :func:`kl_weight` schedule.
+    """
+
+    lambda_reg: float = 1.0
+    lambda_sty: float = 1.0
+    lambda_ds: float = 1.0
+    lambda_cyc: float = 1.0
+    ds_iter: int = 100_000
+    smoothing: bool = True
+    lambda_tri: float = 1.0
+    triplet_margin: float = 0.1
+    lambda_kl: float = 1.0
+    init_lambda_kl: float = 0.0
+    kl_start_iter: int = 40_000
+    kl_iter: int = 60_000
+    lambda_lpips: float = 0.0
+    style_reg: Literal["code", "paper"] = "code"
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{f.name} must be >= 0, got {getattr(self, f.name)}"
+            for f in dataclasses.fields(self)
+            if f.type in ("float", "int") and getattr(self, f.name) < 0
+        ]
+        if self.ds_iter <= 0 or self.kl_iter <= 0:
+            problems.append(f"ds_iter and kl_iter must be > 0, got {self.ds_iter} and {self.kl_iter}")
+        if self.style_reg not in STYLE_REGS:
+            problems.append(f"style_reg must be one of {', '.join(STYLE_REGS)}, got {self.style_reg!r}")
+        if problems:
+            raise InputError("invalid loss weights: " + "; ".join(problems))
+
+    @classmethod
+    def baseline(cls, **changes: Any) -> LossWeights:
+        """Plain StarGAN v2 (the smoothing terms off), with optional overrides."""
+        return cls(smoothing=False, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> LossWeights:
+        """Build from JSON; unknown keys are an error (a typo must not silently fall back to a default)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InputError(f"unknown loss settings: {', '.join(unknown)}")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -166,6 +221,40 @@ class TrainOptions:
         )
         return self.replace(total_iters=total_iters, loss=loss)
 
+    @classmethod
+    def resolve(cls, data: str | os.PathLike[str], *, preset: str | None = None,
+                options_file: str | os.PathLike[str] | None = None, resume: str | os.PathLike[str] | None = None,
+                baseline: bool = False, iters: int | None = None, scale_schedules: bool = True,
+                style_reg: str | None = None, **overrides: Any) -> TrainOptions:
+        """The options of a run from what a user gives (the ``smoothgan train`` command line), in one place.
+
+        Start from ``options_file``, else from the checkpoint being resumed (when no ``preset`` is named), else
+        from ``preset`` (default ``small``); then ``overrides`` (``None`` values are ignored), ``baseline``,
+        ``style_reg`` and ``iters``. Without an explicit ``device`` a fresh run uses CUDA when it is available.
+        """
+        if preset is not None and options_file is not None:
+            raise InputError("pass either --options or --preset, not both")
+        overrides = {key: value for key, value in overrides.items() if value is not None}
+        base = None  # options to start from instead of a preset: a JSON file, or the checkpoint being resumed
+        if options_file is not None:
+            base = cls.from_json(options_file)
+        elif preset is None and resume is not None:
+            from smoothgan.trainer.checkpoint import read_checkpoint
+
+            base = read_checkpoint(resume).options
+        if "device" not in overrides and base is None:
+            overrides["device"] = default_device()
+        if base is not None:
+            loss = dataclasses.replace(base.loss, smoothing=False) if baseline else base.loss
+            options = base.replace(data=str(data), loss=loss, domains=(), **overrides)
+        else:
+            options = preset_options(preset or "small", data, baseline=baseline, **overrides)
+        if style_reg is not None:
+            options = options.replace(loss=dataclasses.replace(options.loss, style_reg=style_reg))
+        if iters is not None:
+            options = options.with_iters(iters, scale_schedules=scale_schedules)
+        return options
+
     # -- JSON ---------------------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -217,6 +306,13 @@ class TrainOptions:
         if not isinstance(values, dict):
             raise InputError(f"{path} does not hold a JSON object of training options")
         return cls.from_dict(values)
+
+
+def default_device() -> str:
+    """``cuda`` when PyTorch sees a GPU, else ``cpu``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _model_preset(name: str) -> ModelConfig:
@@ -294,4 +390,4 @@ def preset_options(preset: str, data: str | os.PathLike[str], baseline: bool = F
     return TrainOptions(**values)
 
 
-__all__ = ["FORMAT", "PRECISIONS", "TRAIN_PRESETS", "TrainOptions", "TrainPreset", "preset_options"]
+__all__ = ["FORMAT", "LossWeights", "PRECISIONS", "STYLE_REGS", "TRAIN_PRESETS", "TrainOptions", "TrainPreset", "preset_options"]

@@ -68,6 +68,13 @@ def rank_seed(seed: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, rank, 1]).generate_state(1, np.uint32)[0])
 
 
+def require_train_dir(options: TrainOptions) -> None:
+    """The data folder must exist before anything else is checked or built (it is the likeliest mistake)."""
+    if not options.train_dir.is_dir():
+        raise DataError(f"{options.train_dir} not found: the data folder must hold train/<domain>/<images> "
+                        "(and val/<domain>/<images> for samples)")
+
+
 def resolve_data(options: TrainOptions, check: bool = True) -> tuple[TrainOptions, Any]:
     """Scan ``DATA/train``: domain names (sorted folders) and the model's num_domains follow the data set.
 
@@ -75,9 +82,7 @@ def resolve_data(options: TrainOptions, check: bool = True) -> tuple[TrainOption
     """
     from smoothgan.trainer.data import check_dataset, scan_domains
 
-    if not options.train_dir.is_dir():
-        raise DataError(f"{options.train_dir} not found: the data folder must hold train/<domain>/<images> "
-                        "(and val/<domain>/<images> for samples)")
+    require_train_dir(options)
     report = None
     if check:
         report = check_dataset(options.train_dir, options.model.img_size)
@@ -98,6 +103,7 @@ def preflight(options: TrainOptions) -> list[str]:
     """Check the files and devices a run needs before anything is built; one line per finding for reports."""
     from smoothgan.metrics.lpips import ALEXNET_FILE, hub_checkpoint_path
 
+    require_train_dir(options)
     dist = DistInfo.from_env()
     if options.batch_size % dist.world_size:
         raise InputError(f"batch_size {options.batch_size} is not divisible by the {dist.world_size} processes")
@@ -130,4 +136,5 @@ def init_process_group(dist: DistInfo, device: torch.device) -> bool:
     return True
 
 
-__all__ = ["DistInfo", "device_for", "init_process_group", "preflight", "rank_seed", "resolve_data", "seed_all"]
+__all__ = ["DistInfo", "device_for", "init_process_group", "preflight", "rank_seed", "require_train_dir",
+           "resolve_data", "seed_all"]
