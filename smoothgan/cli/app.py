@@ -10,9 +10,13 @@ from contextlib import contextmanager
 from enum import Enum
 from typing import Annotated, Any, NoReturn, Optional, TypeVar
 
-import click
 import typer
 from typer.core import TyperGroup
+
+try:  # Typer >= 0.2x vendors Click as typer._click; older releases use the click package
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - depends on the installed Typer
+    from click import exceptions as click_errors
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
@@ -34,15 +38,19 @@ class OneLineErrorGroup(TyperGroup):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.UsageError as exc:
+        except click_errors.NoArgsIsHelpError as exc:  # Typer's rich help is already printed; plain help is not
+            if exc.format_message().strip():
+                typer.echo(exc.format_message())
+            sys.exit(0)
+        except click_errors.UsageError as exc:
             command_path = exc.ctx.command_path if exc.ctx is not None else "smoothgan"
             err_console.print(Text.assemble(("error: ", "bold red"), one_line(exc.format_message()),
                                             f" (see '{command_path} --help')"))
             sys.exit(exc.exit_code)
-        except click.ClickException as exc:
+        except click_errors.ClickException as exc:
             err_console.print(Text.assemble(("error: ", "bold red"), one_line(exc.format_message())))
             sys.exit(exc.exit_code)
-        except click.Abort:
+        except typer.Abort:
             err_console.print(Text.assemble(("error: ", "bold red"), "interrupted"))
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)
