@@ -63,7 +63,7 @@ def test_bad_bundles_give_clear_errors(tmp_path: Path, tiny_bundle, monkeypatch)
         load_bundle(tmp_path)
     meta = json.loads((tiny_bundle.path / CONFIG_FILE).read_text())
     for edit, pattern in [
-        (lambda m: m["config"].update(colour="blue"), "unknown model config keys: colour"),
+        (lambda m: m["config"].update(colour="blue"), "config: unknown keys colour"),
         (lambda m: m.update(format_version=99), "format version 99"),
         (lambda m: m.update(domains=["a"]), "1 domain names for 2 domains"),
         (lambda m: m["config"].update(img_size=48), "power of two"),
@@ -119,7 +119,7 @@ def test_slerp_keeps_norm_between_orthogonal_codes_and_survives_parallel_ones() 
 
 
 def test_model_config_is_strict() -> None:
-    with pytest.raises(BundleError, match="unknown model config keys: foo"):
+    with pytest.raises(BundleError, match="model config: unknown keys foo"):
         ModelConfig.from_dict({"img_size": 32, "foo": 1})
     with pytest.raises(BundleError, match="w_hpf > 0 needs img_size >= 32"):
         ModelConfig(img_size=16, w_hpf=1.0)
