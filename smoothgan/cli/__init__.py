@@ -14,5 +14,6 @@ from smoothgan.cli import bench as _bench  # noqa: F401  (registers bench)
 from smoothgan.cli import train as _train  # noqa: F401  (registers train, data synth)
 from smoothgan.cli import eval as _eval  # noqa: F401  (registers eval)
 from smoothgan.cli import demo as _demo  # noqa: F401  (registers demo)
+from smoothgan.cli import align as _align  # noqa: F401  (registers align)
 
 __all__ = ["app", "main"]

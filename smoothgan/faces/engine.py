@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,6 +28,24 @@ DETECTOR_SHORT = "face_detection_short_range.tflite"  # 128x128 input, faces fil
 DETECTOR_FULL = "face_detection_full_range.tflite"  # 192x192 input, small faces too
 FACE_MESH = "face_landmark.tflite"  # 192x192 input, 468 landmarks + face flag
 IRIS = "iris_landmark.tflite"  # 64x64 input, 71 eye contour points + 5 iris points
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence the process's stderr file descriptor (C++ logging) for the duration of the block."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded interpreters, some test runners)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class TfliteModel:
@@ -44,7 +65,8 @@ class TfliteModel:
         threads = num_threads or min(4, os.cpu_count() or 1)
         self.path = path
         self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self._interpreter.allocate_tensors()
+        with _quiet_stderr():  # LiteRT prints an INFO line about its CPU delegate straight to fd 2
+            self._interpreter.allocate_tensors()
         detail = self._interpreter.get_input_details()[0]
         self._input_index = detail["index"]
         self.input_shape = tuple(int(v) for v in detail["shape"])  # (1, H, W, 3)
