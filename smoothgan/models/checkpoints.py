@@ -8,8 +8,16 @@ unexpected or mis-shaped keys are an error listing them, never a silent ``strict
 
 from __future__ import annotations
 
+import io
 import logging
 import math
+import pickle
+import pickletools
+import stat
+import struct
+import warnings
+import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -18,7 +26,7 @@ import torch
 from torch import nn
 
 from smoothgan.config import ModelConfig
-from smoothgan.errors import CheckpointError
+from smoothgan.errors import CheckpointError, SmoothganError
 from smoothgan.models.fan import FAN
 from smoothgan.models.stargan_v2 import HighPass, build_networks
 
@@ -32,16 +40,126 @@ KNOWN_ENTRIES = (*INFERENCE_MODULES, "discriminator", "fan")
 DEFAULT_W_HPF = 1.0  # the only value any released hpf model uses; files without hpf.filter do not record it
 
 
-def load_torch_file(path: str | Path) -> Any:
-    """``torch.load`` restricted to tensors and plain containers (never arbitrary pickles)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format since 1.6
+PICKLE_MAGIC = b"\x80"  # legacy torch.save (the released StarGAN v2 files): pickle protocol 2+
+# Globals a weights_only load may meet in a plain checkpoint; anything else named in the pickle is reported.
+_PLAIN_GLOBALS = ("torch.", "collections.OrderedDict", "builtins.set", "builtins.frozenset", "builtins.bytearray",
+                  "builtins.slice", "_codecs.encode", "numpy.")
+
+
+def _pickle_globals(stream: io.BufferedIOBase | io.BytesIO, pickles: int) -> list[str]:
+    """``module.name`` of every global the first ``pickles`` pickles of ``stream`` import (nothing is executed).
+
+    ``GLOBAL``/``INST`` carry the name; ``STACK_GLOBAL`` takes the last two strings pushed (directly or from the
+    memo), which is how protocol 4 writes them.
+    """
+    found: list[str] = []
+    for _ in range(pickles):
+        strings: list[str] = []
+        memo: dict[int, str] = {}
+        try:
+            for opcode, arg, _pos in pickletools.genops(stream):
+                if opcode.name in ("GLOBAL", "INST"):
+                    found.append(str(arg).replace(" ", "."))
+                elif opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING",
+                                     "BINSTRING", "SHORT_BINSTRING"):
+                    strings.append(str(arg))
+                elif opcode.name == "MEMOIZE" and strings:
+                    memo[len(memo)] = strings[-1]
+                elif opcode.name in ("BINPUT", "LONG_BINPUT", "PUT") and strings:
+                    memo[int(arg)] = strings[-1]
+                elif opcode.name in ("BINGET", "LONG_BINGET", "GET") and int(arg) in memo:
+                    strings.append(memo[int(arg)])
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(f"{strings[-2]}.{strings[-1]}")
+        except (ValueError, EOFError, struct.error, UnicodeDecodeError):
+            break  # a malformed pickle: report what was found before the damage
+    return found
+
+
+def _blocked_globals(path: Path) -> list[str]:
+    """Globals in the checkpoint's pickle that are not tensors or plain containers (for the refusal message)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for bad files; all mean "not a checkpoint we accept"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {reason[:300]}") from exc
+        with open(path, "rb") as handle:
+            if handle.read(4) == ZIP_MAGIC:
+                with zipfile.ZipFile(handle) as archive:
+                    name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                    if name is None:
+                        return []
+                    with archive.open(name) as member:
+                        names = _pickle_globals(io.BytesIO(member.read()), 1)
+            else:
+                handle.seek(0)
+                names = _pickle_globals(handle, 4)  # legacy: magic number, protocol, sys info, the object
+    except (OSError, zipfile.BadZipFile):
+        return []
+    return list(dict.fromkeys(n for n in names if not n.startswith(_PLAIN_GLOBALS)))
+
+
+def _load_failure(path: Path, exc: BaseException) -> CheckpointError:
+    """One line, in our words, for a ``torch.load(weights_only=True)`` failure (torch's text advises unsafe
+    loading and hides the blocked call, so it is never shown)."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and "weights only" in text.lower():
+        blocked = _blocked_globals(path)
+        if blocked:
+            shown = ", ".join(blocked[:3]) + (f" and {len(blocked) - 3} more" if len(blocked) > 3 else "")
+            return CheckpointError(f"cannot read checkpoint {path}: refused: the file contains code ({shown}); "
+                                   "smoothgan loads only tensors and plain containers")
+        return CheckpointError(f"cannot read checkpoint {path}: refused: the file holds objects other than tensors "
+                               "and plain containers")
+    if "zip archive" in text or "central directory" in text or isinstance(exc, zipfile.BadZipFile):
+        return CheckpointError(f"cannot read checkpoint {path}: a truncated or corrupt PyTorch zip archive")
+    if "data.pkl" in text or "file not found" in text or "in archive" in text:
+        return CheckpointError(f"cannot read checkpoint {path}: a zip archive, but not a PyTorch checkpoint")
+    if isinstance(exc, (EOFError, pickle.UnpicklingError, struct.error)):
+        return CheckpointError(f"cannot read checkpoint {path}: a truncated or corrupt PyTorch checkpoint")
+    return CheckpointError(f"cannot read checkpoint {path}: not a readable PyTorch checkpoint "
+                           f"({type(exc).__name__})")
+
+
+def load_torch_file(path: str | Path) -> Any:
+    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``, never arbitrary pickles).
+
+    Every failure is one :class:`CheckpointError` line: missing, a folder, unreadable, empty, not a PyTorch file,
+    truncated, or refused because it contains code (the blocked globals are named).
+    """
+    path = Path(path)
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise CheckpointError(f"cannot read checkpoint {path}: it is a folder, not a checkpoint file")
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckpointError(f"cannot read checkpoint {path}: not a regular file")
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {(exc.strerror or str(exc)).lower()}") from None
+    if not magic:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty, not a PyTorch checkpoint")
+    if magic != ZIP_MAGIC and not magic.startswith(PICKLE_MAGIC):
+        raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint (neither a torch.save zip "
+                              "archive nor a pickle)")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*pickle protocol.*")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for bad files; each becomes one line in our words
+        raise _load_failure(path, exc) from None
+
+
+def tensor_state(value: Any, what: str, path: str | Path) -> dict[str, torch.Tensor]:
+    """``value`` as a state dict: a dict of string keys to tensors, else one line naming the first bad entry."""
+    if not isinstance(value, Mapping):
+        raise CheckpointError(f"{path}: {what} is not a state dict (found {type(value).__name__})")
+    for key, tensor in value.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"{path}: {what} has a non-string key {key!r} ({type(key).__name__})")
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"{path}: {what} entry {key!r} is a {type(tensor).__name__}, not a tensor")
+    return dict(value)
 
 
 def strip_module_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -95,8 +213,13 @@ def infer_config(entries: dict[str, dict[str, torch.Tensor]]) -> tuple[ModelConf
         start_dim = generator["from_rgb.weight"].shape[0]
         encode_blocks = _count_groups(generator, "encode.")
         widths = [t.shape[0] for state in (generator, encoder) for t in state.values() if t.dim() == 4]
+        max_conv_dim = max(widths)
     except (KeyError, IndexError) as exc:
         raise CheckpointError(f"not a StarGAN v2 checkpoint: cannot find {exc} in its networks") from None
+    except ValueError:
+        raise CheckpointError("not a StarGAN v2 checkpoint: its networks' key names or shapes do not fit") from None
+    if encoder_blocks < 2 or encoder_blocks > 12:
+        raise CheckpointError(f"not a StarGAN v2 checkpoint: a style encoder with {encoder_blocks} blocks")
     uses_hpf = encode_blocks == int(math.log2(img_size)) - 2 + 1
     if not uses_hpf and encode_blocks != int(math.log2(img_size)) - 2:
         raise CheckpointError(
@@ -106,20 +229,25 @@ def infer_config(entries: dict[str, dict[str, torch.Tensor]]) -> tuple[ModelConf
     if uses_hpf:
         hpf = generator.get("hpf.filter")
         if hpf is not None:
+            if tuple(hpf.shape) != (3, 3) or not hpf.is_floating_point():
+                raise CheckpointError(f"generator hpf.filter has shape {tuple(hpf.shape)}, not the 3x3 high-pass kernel")
             w_hpf = float(8.0 / hpf[1, 1])
         else:
             w_hpf = DEFAULT_W_HPF
             notes.append(f"hpf.filter absent: assumed w_hpf={DEFAULT_W_HPF:g} (the released CelebA-HQ value)")
-    config = ModelConfig(
-        img_size=img_size,
-        num_domains=num_domains,
-        style_dim=style_dim,
-        latent_dim=latent_dim,
-        w_hpf=w_hpf,
-        max_conv_dim=max(widths),  # the style encoder goes deepest; a cap never reached does not matter
-        base_dim=0 if start_dim == 2**14 // img_size else start_dim,
-        mapping_dim=mapping_dim,
-    )
+    try:
+        config = ModelConfig(
+            img_size=img_size,
+            num_domains=num_domains,
+            style_dim=int(style_dim),
+            latent_dim=int(latent_dim),
+            w_hpf=w_hpf,
+            max_conv_dim=int(max_conv_dim),  # the style encoder goes deepest; a cap never reached does not matter
+            base_dim=0 if start_dim == 2**14 // img_size else int(start_dim),
+            mapping_dim=int(mapping_dim),
+        )
+    except SmoothganError as exc:
+        raise CheckpointError(f"not a usable StarGAN v2 checkpoint: its shapes give an {exc}") from None
     return config, notes
 
 
@@ -151,7 +279,7 @@ def read_wing(path: str | Path) -> dict[str, torch.Tensor]:
     data = load_torch_file(path)
     if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
         raise CheckpointError(f"{path} is not a wing.ckpt: expected a dict with a 'state_dict' entry")
-    return strip_module_prefix(data["state_dict"])
+    return strip_module_prefix(tensor_state(data["state_dict"], "state_dict", path))
 
 
 def import_official(path: str | Path, wing: Optional[str | Path] = None,
@@ -169,8 +297,9 @@ def import_official(path: str | Path, wing: Optional[str | Path] = None,
     if unknown:
         log.warning("ignoring unknown checkpoint entries: %s", ", ".join(unknown))
         notes.append(f"ignored entries: {', '.join(unknown)}")
-    entries = {name: strip_module_prefix(dict(data[name])) for name in INFERENCE_MODULES}
-    if any(k.startswith("module.") for m in INFERENCE_MODULES for k in data[m]):
+    raw = {name: tensor_state(data[name], name, path) for name in INFERENCE_MODULES}
+    entries = {name: strip_module_prefix(state) for name, state in raw.items()}
+    if any(k.startswith("module.") for state in raw.values() for k in state):
         notes.append("stripped module. prefixes")
     config, guesses = infer_config(entries)
     notes += guesses
@@ -181,7 +310,7 @@ def import_official(path: str | Path, wing: Optional[str | Path] = None,
         raise CheckpointError(f"{path} has no discriminator (only *_nets.ckpt files do)")
     networks = build_networks(config, discriminator=want_discriminator)
     if want_discriminator:
-        entries["discriminator"] = strip_module_prefix(dict(data["discriminator"]))
+        entries["discriminator"] = strip_module_prefix(tensor_state(data["discriminator"], "discriminator", path))
     for name, module in networks.items():
         load_state_strict(module, entries[name], name)
 
@@ -200,7 +329,7 @@ def import_official(path: str | Path, wing: Optional[str | Path] = None,
 def load_fan(entry: Any, wing: Optional[str | Path], source: str | Path) -> FAN:
     """FAN weights: the checkpoint's own ``fan`` entry if present, else ``wing.ckpt``; all 336 names required."""
     if isinstance(entry, dict):
-        state = strip_module_prefix(dict(entry))
+        state = strip_module_prefix(tensor_state(entry, "fan", source))
     elif wing is not None:
         state = read_wing(wing)
     else:
@@ -216,10 +345,12 @@ def import_to_bundle(path: str | Path, domains: list[str] | tuple[str, ...], out
                      wing: Optional[str | Path] = None, overwrite: bool = False,
                      name: Optional[str] = None) -> "ModelBundle":
     """``smoothgan import``: an official checkpoint (+ wing.ckpt) -> a bundle with provenance and sha256s."""
-    from smoothgan.bundle import save_bundle
+    from smoothgan.bundle import check_domains, check_replaceable, save_bundle
     from smoothgan.errors import InputError
     from smoothgan.fileio import sha256_file
 
+    check_replaceable(out, overwrite)  # before the slow part: refuse a target we may not replace right away
+    check_domains(list(domains), len(domains), "--domains", InputError)
     imported = import_official(path, wing)
     config = imported.config
     if len(domains) != config.num_domains:
