@@ -21,8 +21,6 @@ import logging
 import os
 import random
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,9 @@ import torch
 from torch import nn
 
 from smoothgan import __version__
-from smoothgan.errors import CheckpointError, InputError
+from smoothgan.config import check_value, describe
+from smoothgan.errors import CheckpointError, InputError, SmoothganError
+from smoothgan.fileio import atomic_dir, clean_stale, read_marker, remove_tree
 from smoothgan.trainer.options import TrainOptions
 
 if TYPE_CHECKING:
@@ -130,10 +130,12 @@ def _flat_state(modules: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
             for name, module in modules.items() for key, value in module.state_dict().items()}
 
 
-def _grouped(tensors: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+def _grouped(tensors: Mapping[str, torch.Tensor], file: Path) -> dict[str, dict[str, torch.Tensor]]:
     grouped: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
-        module, name = key.split(".", 1)
+        module, dot, name = key.partition(".")
+        if not dot or not module or not name:
+            raise CheckpointError(f"{file}: tensor {key!r} is not named <network>.<parameter>")
         grouped.setdefault(module, {})[name] = value
     return grouped
 
@@ -154,9 +156,9 @@ def save_checkpoint(
 
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
+    clean_stale(root)  # staging leftovers of killed runs, whatever step they were writing
     target = root / checkpoint_name(step)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=root))
-    try:
+    with atomic_dir(target) as staging:  # re-saving a step (after a resume) replaces it whole
         save_file(_flat_state(nets), str(staging / NETS_FILE), metadata={"format": FORMAT})
         save_file(_flat_state(nets_ema), str(staging / EMA_FILE), metadata={"format": FORMAT})
         state = {
@@ -179,16 +181,6 @@ def save_checkpoint(
             "options": options.to_dict(),
         }
         (staging / MARKER).write_text(json.dumps(meta, indent=2) + "\n")  # last: marks the folder complete
-        if target.exists():  # re-saving a step (e.g. after a resume): move the old one aside first
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=root))
-            os.replace(target, old / target.name)
-            os.replace(staging, target)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return target
 
 
@@ -198,7 +190,7 @@ def prune_checkpoints(folder: str | os.PathLike[str], keep_last: int) -> list[Pa
         return []
     doomed = list_checkpoints(folder)[:-keep_last]
     for path in doomed:
-        shutil.rmtree(path)
+        remove_tree(path)  # renamed aside first: a kill never leaves a half-deleted checkpoint under its name
     return doomed
 
 
@@ -212,17 +204,20 @@ class Checkpoint:
 
     @property
     def step(self) -> int:
-        return int(self.meta["step"])
+        return self.meta["step"]
 
     def networks(self, ema: bool = False) -> dict[str, dict[str, torch.Tensor]]:
         """Per-network state dicts of the trained (or EMA) networks."""
         from safetensors.torch import load_file
 
+        from safetensors import SafetensorError
+
         file = self.path / (EMA_FILE if ema else NETS_FILE)
         try:
-            return _grouped(load_file(str(file)))
-        except Exception as exc:  # safetensors raises its own types for missing or corrupt files
-            raise CheckpointError(f"cannot read {file}: {exc}") from exc
+            tensors = load_file(str(file))
+        except (OSError, SafetensorError) as exc:  # missing, unreadable or corrupt
+            raise CheckpointError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
+        return _grouped(tensors, file)
 
     def training_state(self) -> dict[str, Any]:
         """Optimizers, RNG states and loader positions (``torch.load(weights_only=True)``)."""
@@ -237,19 +232,20 @@ class Checkpoint:
 def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Open a checkpoint directory (or a run directory's latest checkpoint) and validate its marker."""
     folder = resolve_checkpoint(path)
-    try:
-        meta = json.loads((folder / MARKER).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"cannot read {folder / MARKER}: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{folder / MARKER} does not describe a smoothgan training checkpoint")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{folder} has checkpoint format {meta.get('format_version')}; this reads "
-                              f"{FORMAT_VERSION}")
+    marker = folder / MARKER
+    meta = read_marker(marker, FORMAT, FORMAT_VERSION, CheckpointError, "a smoothgan training checkpoint marker")
+    step = meta.get("step")
+    if type(step) is not int or step < 0:
+        raise CheckpointError(f"{marker}: step must be a non-negative integer, got {describe(step)}")
+    if "domains" in meta:
+        check_value(meta["domains"], tuple[str, ...], f"{marker}: domains", CheckpointError)
+    if not isinstance(meta.get("options"), dict):
+        raise CheckpointError(f"{marker}: options must be an object (the run's training options), got "
+                              f"{describe(meta.get('options'))}")
     try:
         options = TrainOptions.from_dict(meta["options"])
-    except (KeyError, InputError) as exc:
-        raise CheckpointError(f"{folder / MARKER}: bad training options: {exc}") from None
+    except SmoothganError as exc:
+        raise CheckpointError(f"{marker}: bad training options: {exc}") from None
     return Checkpoint(folder, meta, options)
 
 
@@ -269,12 +265,13 @@ def export_bundle(
     ``checkpoint_dir`` may also be a run directory (its latest checkpoint is used). ``domains`` overrides the
     stored names (same count, index order).
     """
-    from smoothgan.bundle import save_bundle
+    from smoothgan.bundle import check_replaceable, save_bundle
     from smoothgan.fileio import sha256_file
     from smoothgan.models.checkpoints import load_state_strict
     from smoothgan.models.fan import FAN
     from smoothgan.models.stargan_v2 import build_networks
 
+    check_replaceable(out, overwrite)  # before reading weights: refuse a target we may not replace right away
     ckpt = read_checkpoint(checkpoint_dir)
     config = ckpt.options.model
     names = tuple(domains) if domains else tuple(ckpt.meta.get("domains") or ckpt.options.domains)

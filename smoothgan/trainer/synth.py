@@ -29,8 +29,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from smoothgan.errors import InputError
+from smoothgan.fileio import atomic_dir, is_staging_name, read_marker
 
 log = logging.getLogger(__name__)
 
@@ -271,20 +270,41 @@ def estimate_content(image: np.ndarray, threshold: float = MIN_CONTRAST / 2, min
     )
 
 
-def _prepare_target(out: Path, overwrite: bool) -> None:
-    """Refuse to clobber anything but an earlier synthetic set (and only with ``overwrite``)."""
+SYNTH_ENTRIES = ("train", "val", "attributes.jsonl", "synth.json")  # what generate() writes at the top level
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    """Refuse to replace anything but an earlier synthetic set (and only with ``overwrite``) holding nothing but
+    what :func:`generate` wrote: every image listed in its ``attributes.jsonl``, no other files."""
+    if out.is_symlink():
+        raise InputError(f"{out} is a symbolic link; refusing to replace it (choose another folder)")
     if not out.exists():
         return
     if not out.is_dir():
         raise InputError(f"{out} exists and is not a directory")
-    if not any(out.iterdir()):
-        out.rmdir()
+    try:
+        entries = sorted(p.name for p in out.iterdir())
+    except OSError as exc:
+        raise InputError(f"cannot list {out}: {exc.strerror or exc}") from None
+    if not entries:
         return
-    if not (out / "synth.json").is_file():
-        raise InputError(f"{out} is not empty and is not a synthetic data set; choose another folder")
+    try:
+        read_marker(out / "synth.json", FORMAT, FORMAT_VERSION, InputError, "a synthetic data set description")
+    except InputError:
+        raise InputError(f"{out} is not empty and is not a synthetic data set; choose another folder") from None
     if not overwrite:
         raise InputError(f"{out} already holds a synthetic data set; pass overwrite=True to replace it")
-    shutil.rmtree(out)
+    foreign = [name for name in entries if name not in SYNTH_ENTRIES and not is_staging_name(name)]
+    written = {row.get("file") for row in read_attributes(out) if isinstance(row, dict)}
+    for split in ("train", "val"):
+        for path in sorted((out / split).rglob("*")) if (out / split).is_dir() else []:
+            rel = path.relative_to(out).as_posix()
+            if (path.is_symlink() or not path.is_dir()) and rel not in written:
+                foreign.append(rel)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" (+{len(foreign) - 3} more)" if len(foreign) > 3 else "")
+        raise InputError(f"{out} holds files the synthetic generator did not write ({shown}); refusing to replace "
+                         "it (move them away or choose another folder)")
 
 
 def generate(
@@ -299,8 +319,9 @@ def generate(
     """Write a synthetic domain-per-folder data set and return its root.
 
     ``num_per_domain`` images are rendered per domain; the last ``round(num_per_domain * val_fraction)`` of them
-    go to ``val/``, the rest to ``train/``. The set is built in a temporary sibling folder and renamed into place,
-    so a crash never leaves a half-written data set.
+    go to ``val/``, the rest to ``train/``. The set is built in a hidden staging sibling and swapped into place
+    (:func:`smoothgan.fileio.atomic_dir`), so a crash never leaves a half-written data set; an existing folder is
+    replaced only if it is an earlier set holding nothing but what this function wrote.
     """
     domains = tuple(domains)
     for domain in domains:
@@ -312,10 +333,8 @@ def generate(
     n_val = int(round(num_per_domain * val_fraction))
     n_train = num_per_domain - n_val
     out = Path(out_dir)
-    _prepare_target(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    _check_target(out, overwrite)
+    with atomic_dir(out, before_replace=lambda target: _check_target(target, overwrite)) as tmp:
         rows = []
         for split, indices in (("train", range(n_train)), ("val", range(n_train, num_per_domain))):
             for domain in domains:
@@ -342,10 +361,6 @@ def generate(
             "style": ["fg", "texture"],
         }
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     log.info("wrote synthetic data set %s: %d domains x %d train + %d val", out, len(domains), n_train, n_val)
     return out
 
