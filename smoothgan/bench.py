@@ -27,7 +27,7 @@ from smoothgan import __version__
 from smoothgan.backends.base import Backend
 from smoothgan.bundle import ModelBundle
 from smoothgan.errors import SmoothganError
-from smoothgan.export.onnx import psnr_db
+from smoothgan.artifacts import psnr_db
 from smoothgan.fileio import atomic_path, write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)

@@ -144,9 +144,9 @@ def test_session_options_and_describe(bundles) -> None:
 def test_hpf_generator_needs_masks(bundles) -> None:
     backend = create_backend(bundles["hpf"], "onnxruntime")
     x = inputs(bundles["hpf"].config, 1)
-    with pytest.raises(InputError, match="needs FAN masks"):
+    with pytest.raises(InputError, match="needs the FAN masks"):
         backend.generate(x["image"], np.zeros((1, 16), np.float32))
-    with pytest.raises(BackendError, match="no FAN masks"):
+    with pytest.raises(InputError, match="no FAN masks"):
         create_backend(bundles["tiny"], "onnxruntime").heatmap(x["image"])
 
 

@@ -26,15 +26,7 @@ import onnxruntime as ort
 
 from smoothgan.backends.base import Backend, Masks
 from smoothgan.errors import BackendError, InputError
-from smoothgan.export.onnx import (
-    FORMAT_VERSION,
-    ONNX_DIR,
-    check_precision,
-    io_spec,
-    onnx_path,
-    read_metadata,
-    required_networks,
-)
+from smoothgan.artifacts import ONNX_DIR, io_spec, onnx_graphs
 
 if TYPE_CHECKING:
     from smoothgan.bundle import ModelBundle
@@ -77,15 +69,6 @@ def _device(device: str) -> tuple[str, int]:
     return kind, int(index or 0)
 
 
-def _f32(array: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(array, dtype=np.float32)
-
-
-def _batch(array: np.ndarray, size: int) -> np.ndarray:
-    """Expand a batch of one to ``size`` rows (a style shared by every image), else pass through."""
-    return np.ascontiguousarray(np.broadcast_to(array, (size, *array.shape[1:]))) if len(array) == 1 else array
-
-
 class OnnxRuntimeBackend(Backend):
     """Runs the bundle's ONNX graphs with ONNX Runtime; numpy in, numpy out (see :class:`Backend`)."""
 
@@ -94,7 +77,6 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, bundle: "ModelBundle", device: str = "cpu", precision: str = "fp32",
                  threads: Optional[int] = None, providers: Optional[Sequence[ProviderSpec]] = None) -> None:
         super().__init__(bundle.config, device, precision)
-        check_precision(precision)
         if threads is not None and threads < 1:
             raise InputError(f"threads must be >= 1, got {threads}")
         self.bundle = bundle
@@ -102,7 +84,7 @@ class OnnxRuntimeBackend(Backend):
         self.buffer_device = self.device_type  # where IOBinding output buffers live
         self.threads = threads or physical_cores()
         self.providers = self._providers(providers)
-        self.paths = self._check_graphs()
+        self.paths = onnx_graphs(bundle, precision)  # checked: present and exported from these weights
         self._sessions: dict[str, Any] = {}
         self._bound: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
 
@@ -134,31 +116,6 @@ class OnnxRuntimeBackend(Backend):
         if "CPUExecutionProvider" not in names:
             resolved.append("CPUExecutionProvider")  # for the few nodes a GPU provider does not take
         return resolved
-
-    def _check_graphs(self) -> dict[str, Any]:
-        """Every graph this model needs is present and current; else one error naming the fix."""
-        bundle, precision = self.bundle, self.precision
-        fix = f"smoothgan export --model {bundle.path} --onnx" + ("" if precision == "fp32" else
-                                                                    f" --precision {precision}")
-        paths = {n: onnx_path(bundle, n, precision) for n in required_networks(self.config)}
-        missing = [p.relative_to(bundle.path).as_posix() for p in paths.values() if not p.is_file()]
-        if missing:
-            raise BackendError(f"{bundle.path} has no ONNX graph(s) {', '.join(missing)}; run: {fix}")
-        expected = {"img_size": str(self.config.img_size), "precision": precision,
-                    "format_version": str(FORMAT_VERSION)}
-        for network, path in paths.items():
-            meta = read_metadata(path)
-            if "weights_sha256" not in meta:
-                raise BackendError(f"{path} is not a smoothgan ONNX graph (no metadata); run: {fix}")
-            if meta["weights_sha256"] != bundle.weights_sha256:
-                raise BackendError(
-                    f"stale ONNX graph {path}: exported from weights {meta['weights_sha256'][:12]}, the bundle's "
-                    f"are {bundle.weights_sha256[:12]}; re-run smoothgan export: {fix}")
-            for key, want in {**expected, "network": network}.items():
-                if meta.get(key) != want:
-                    raise BackendError(f"stale ONNX graph {path}: {key} is {meta.get(key)!r}, expected {want!r}; "
-                                       f"re-run smoothgan export: {fix}")
-        return paths
 
     def _session(self, network: str) -> Any:
         if network in self._sessions:
@@ -216,29 +173,20 @@ class OnnxRuntimeBackend(Backend):
         return [value.numpy() for value in self._bound[key].values()]
 
     # ---- the interface --------------------------------------------------------------------------------------
-    def mapping(self, latent: np.ndarray, domain: np.ndarray) -> np.ndarray:
-        latent = _f32(latent)
-        domain = _batch(np.ascontiguousarray(domain, dtype=np.int64).reshape(-1), len(latent))
+    def _run_mapping(self, latent: np.ndarray, domain: np.ndarray) -> np.ndarray:
         return self._run("mapping_network", {"latent": latent, "domain": domain})[0]
 
-    def encode_style(self, image: np.ndarray, domain: np.ndarray) -> np.ndarray:
-        image = _f32(image)
-        domain = _batch(np.ascontiguousarray(domain, dtype=np.int64).reshape(-1), len(image))
+    def _run_encode(self, image: np.ndarray, domain: np.ndarray) -> np.ndarray:
         return self._run("style_encoder", {"image": image, "domain": domain})[0]
 
-    def generate(self, image: np.ndarray, style: np.ndarray, masks: Optional[Masks] = None) -> np.ndarray:
-        image = _f32(image)
-        feeds = {"image": image, "style": _batch(_f32(style), len(image))}
-        if self.config.uses_masks:
-            if masks is None:
-                raise InputError("this model (w_hpf > 0) needs FAN masks: generate(image, style, heatmap(image))")
-            feeds["mask0"], feeds["mask1"] = (_batch(_f32(m), len(image)) for m in masks)
+    def _run_generate(self, image: np.ndarray, style: np.ndarray, masks: Optional[Masks]) -> np.ndarray:
+        feeds = {"image": image, "style": style}
+        if masks is not None:
+            feeds["mask0"], feeds["mask1"] = masks
         return self._run("generator", feeds)[0]
 
-    def heatmap(self, image: np.ndarray) -> Masks:
-        if not self.config.uses_masks:
-            raise BackendError("this model uses no FAN masks (w_hpf = 0)")
-        mask0, mask1 = self._run("fan", {"image": _f32(image)})
+    def _run_heatmap(self, image: np.ndarray) -> Masks:
+        mask0, mask1 = self._run("fan", {"image": image})
         return mask0, mask1
 
     def describe(self) -> str:

@@ -1,48 +1,51 @@
-"""TensorRT backend: the bundle's engines (see :mod:`smoothgan.export.tensorrt`) on one CUDA GPU.
+"""TensorRT backend: the bundle's engines (built by :mod:`smoothgan.export.tensorrt`) on one CUDA GPU.
 
-Engines are found under ``BUNDLE/engines/`` for this GPU, precision and TensorRT version, their manifest is
-checked (weights, ONNX graphs, TensorRT version, GPU, precision) and, when allowed, missing or stale engines
-are rebuilt. Device memory comes from PyTorch CUDA tensors when torch is importable, else from cuda-python
+Engines are found under ``BUNDLE/engines/`` for this GPU, precision and TensorRT version and their manifest is
+checked (weights, ONNX graphs, TensorRT version, GPU, precision; :mod:`smoothgan.artifacts`). Missing or stale
+engines are an error naming ``smoothgan export --trt``, or are rebuilt by a ``builder`` the caller passes
+(``smoothgan.export.tensorrt.build_engines``): the runtime never imports the exporter.
+
+Device memory comes from PyTorch CUDA tensors when torch is importable, else from cuda-python
 (``cuda.bindings.runtime``). Each thread gets its own execution contexts and CUDA stream, so one backend can
 serve several threads. Batches larger than the engines' optimization profile are split.
 
-I/O follows the backend interface: float32 images/latents/styles/masks and int64 domains; TensorRT 10+ and
-TensorRT-RTX take int64 inputs natively. A generator with FAN skips (w_hpf > 0) called without masks gets
-zero masks, which is exactly the torch generator's ``masks=None`` (the high-pass filter of zero is zero).
+I/O follows the backend interface and its input policy (:mod:`smoothgan.backends.base`): float32
+images/latents/styles/masks and int64 domains; TensorRT 10+ and TensorRT-RTX take int64 inputs natively.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from smoothgan.backends.base import Backend, Masks
-from smoothgan.config import ModelConfig
-from smoothgan.errors import BackendError, InputError
-from smoothgan.export.onnx import required_networks
-from smoothgan.export.tensorrt import (
+from smoothgan.artifacts import (
     ENGINE_DIR,
     RUNTIME_CACHE_FILE,
-    build_engines,
-    capture_logger,
-    check_manifest,
-    check_precision,
-    detect_gpu,
+    GpuInfo,
+    check_engine_precision,
+    checked_manifest,
     find_engine_folders,
-    import_tensorrt,
     module_name,
+    required_networks,
 )
+from smoothgan.backends.base import Backend, Masks
+from smoothgan.backends.trt_runtime import capture_logger, detect_gpu, import_tensorrt
+from smoothgan.config import ModelConfig
+from smoothgan.errors import BackendError, InputError
 from smoothgan.fileio import write_bytes_atomic
 
 if TYPE_CHECKING:
     from smoothgan.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
+
+EngineBuilder = Callable[..., list[Any]]  # smoothgan.export.tensorrt.build_engines or a stand-in
 
 
 # ------------------------------------------------------------------------------------------- device memory
@@ -274,10 +277,11 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, bundle: "ModelBundle", device: str = "cuda", precision: str = "fp16",
-                 engine_dir: Optional[str | Path] = None, build: bool = True, opt_batch: int = 20,
-                 max_batch: int = 64, prefer: Optional[str] = None, workspace_gb: float = 4) -> None:
+                 engine_dir: Optional[str | Path] = None, builder: Optional[EngineBuilder] = None,
+                 opt_batch: int = 20, max_batch: int = 64, prefer: Optional[str] = None,
+                 workspace_gb: float = 4) -> None:
         super().__init__(bundle.config, device, precision)
-        check_precision(precision)
+        check_engine_precision(precision)
         if not device.startswith("cuda"):
             raise BackendError(f"the TensorRT backend runs on cuda, not {device}")
         trt = import_tensorrt(prefer)
@@ -286,17 +290,18 @@ class TensorRTBackend(Backend):
         if gpu is None:
             raise BackendError("the TensorRT backend found no CUDA GPU")
         networks = required_networks(bundle.config)
-        options = {"opt_batch": opt_batch, "max_batch": max_batch, "workspace_gb": workspace_gb}
-        if engine_dir is not None:
-            manifest = check_manifest(engine_dir, bundle, gpu, precision, trt, rebuild=build, networks=networks,
-                                      **options)
+        build = {"opt_batch": opt_batch, "max_batch": max_batch, "workspace_gb": workspace_gb}
+        folders = [Path(engine_dir)] if engine_dir is not None else find_engine_folders(bundle, precision, trt, gpu)
+        problems = []
+        for folder in folders:
+            try:
+                self.manifest = checked_manifest(folder, bundle, gpu, precision, trt, networks)
+                self.folder = folder
+                break
+            except BackendError as exc:
+                problems.append(str(exc))
         else:
-            manifest = self._find(bundle, gpu, precision, trt, networks, build, options)
-        if engine_dir is not None and Path(engine_dir).name == manifest["folder"]:
-            self.folder = Path(engine_dir)
-        else:  # found in, or rebuilt into, the bundle's engines folder
-            self.folder = bundle.path / ENGINE_DIR / manifest["folder"]
-        self.manifest = manifest
+            self.manifest, self.folder = self._build(bundle, gpu, precision, trt, builder, problems, build)
         self.trt = trt
         self.logger = capture_logger(trt)
         self.runtime = trt.Runtime(self.logger)
@@ -314,20 +319,20 @@ class TensorRTBackend(Backend):
         self.gpu = gpu
 
     @staticmethod
-    def _find(bundle: "ModelBundle", gpu: Any, precision: str, trt: ModuleType, networks: list[str],
-              build: bool, options: dict[str, Any]) -> dict[str, Any]:
-        problems = []
-        for folder in find_engine_folders(bundle, precision, trt, gpu):
-            try:
-                return check_manifest(folder, bundle, gpu, precision, trt, networks=networks)
-            except BackendError as exc:
-                problems.append(str(exc))
-        if not build:
-            raise BackendError(problems[0] if problems else
-                               f"no TensorRT {precision} engines for {gpu.name} in {bundle.path / ENGINE_DIR}; "
-                               "build them (smoothgan export, or build=True)")
-        artifacts = build_engines(bundle, precision=precision, gpu=gpu, prefer=module_name(trt), **options)
-        return check_manifest(bundle.path / ENGINE_DIR / artifacts[0].folder, bundle, gpu, precision, trt)
+    def _build(bundle: "ModelBundle", gpu: GpuInfo, precision: str, trt: ModuleType,
+               builder: Optional[EngineBuilder], problems: list[str], options: dict[str, Any]
+               ) -> tuple[dict[str, Any], Path]:
+        """Engines from ``builder`` when one was given, else the error naming the command that builds them."""
+        if builder is None:
+            command = f"smoothgan export --model {bundle.path} --trt --precision {precision}"
+            raise BackendError((problems[0] if problems else f"no TensorRT {precision} engines for {gpu.name} in "
+                                f"{bundle.path / ENGINE_DIR}") + f"; build them: {command}")
+        if problems:
+            log.warning("%s; rebuilding", problems[0])
+        artifacts = builder(bundle, precision=precision, gpu=gpu, prefer=module_name(trt), force=bool(problems),
+                            **options)
+        folder = bundle.path / ENGINE_DIR / artifacts[0].folder
+        return checked_manifest(folder, bundle, gpu, precision, trt), folder
 
     def _load_runtime_cache(self, engine: Any) -> Any:
         """TensorRT-RTX compiles kernels at run time; a runtime cache in the engine folder keeps them."""
@@ -345,24 +350,19 @@ class TensorRTBackend(Backend):
         self.runner, self._runtime_cache, self.folder = runner, None, None
         return self
 
-    def mapping(self, latent: np.ndarray, domain: np.ndarray) -> np.ndarray:
+    def _run_mapping(self, latent: np.ndarray, domain: np.ndarray) -> np.ndarray:
         return self.runner.run("mapping_network", {"latent": latent, "domain": domain})["style"]
 
-    def encode_style(self, image: np.ndarray, domain: np.ndarray) -> np.ndarray:
+    def _run_encode(self, image: np.ndarray, domain: np.ndarray) -> np.ndarray:
         return self.runner.run("style_encoder", {"image": image, "domain": domain})["style"]
 
-    def generate(self, image: np.ndarray, style: np.ndarray, masks: Optional[Masks] = None) -> np.ndarray:
+    def _run_generate(self, image: np.ndarray, style: np.ndarray, masks: Optional[Masks]) -> np.ndarray:
         feeds = {"image": image, "style": style}
-        if self.config.uses_masks:
-            if masks is None:
-                zeros = np.zeros((len(image), 1, 256, 256), np.float32)
-                masks = (zeros, zeros)
+        if masks is not None:
             feeds.update(mask0=masks[0], mask1=masks[1])
         return self.runner.run("generator", feeds)["output"]
 
-    def heatmap(self, image: np.ndarray) -> Masks:
-        if not self.config.uses_masks:
-            raise BackendError("this model uses no FAN masks (w_hpf = 0)")
+    def _run_heatmap(self, image: np.ndarray) -> Masks:
         out = self.runner.run("fan", {"image": image})
         return out["mask0"], out["mask1"]
 

@@ -69,13 +69,13 @@ class TorchBackend(Backend):
             # clone inside the context: CUDA-graph outputs are overwritten by the next replay
             return out.float().cpu().numpy()
 
-    def mapping(self, latent: np.ndarray, domain: np.ndarray) -> np.ndarray:
+    def _run_mapping(self, latent: np.ndarray, domain: np.ndarray) -> np.ndarray:
         return self._run(self.networks["mapping_network"], self._tensor(latent), self._tensor(domain))
 
-    def encode_style(self, image: np.ndarray, domain: np.ndarray) -> np.ndarray:
+    def _run_encode(self, image: np.ndarray, domain: np.ndarray) -> np.ndarray:
         return self._run(self.networks["style_encoder"], self._tensor(image, True), self._tensor(domain))
 
-    def generate(self, image: np.ndarray, style: np.ndarray, masks: Optional[Masks] = None) -> np.ndarray:
+    def _run_generate(self, image: np.ndarray, style: np.ndarray, masks: Optional[Masks]) -> np.ndarray:
         generator = self.networks["generator"]
         x, s = self._tensor(image, True), self._tensor(style)
         if masks is None:
@@ -83,9 +83,7 @@ class TorchBackend(Backend):
         m = (self._tensor(masks[0]), self._tensor(masks[1]))
         return self._run(lambda a, b: generator(a, b, m), x, s)
 
-    def heatmap(self, image: np.ndarray) -> Masks:
-        if "fan" not in self.networks:
-            raise BackendError("this model uses no FAN masks (w_hpf = 0)")
+    def _run_heatmap(self, image: np.ndarray) -> Masks:
         with torch.inference_mode():  # the FAN always runs in fp32: its masks are thresholded at 0.1
             mask0, mask1 = self.networks["fan"].get_heatmap(self._tensor(image))
         return mask0.float().cpu().numpy(), mask1.float().cpu().numpy()

@@ -37,26 +37,38 @@ thresholded at 0.1 and min-max normalised per channel, where float16 rounding mo
 per source image (not per style), so its share of an interpolation's cost is small. bf16 graphs are not exported:
 ONNX Runtime has almost no bf16 kernels; ask for fp16 (TensorRT takes its precision from these graphs too).
 
-**Metadata.** Every graph carries ``metadata_props`` (see :func:`read_metadata`): smoothgan_version,
-weights_sha256, network, precision, img_size, domains, opset and format_version; backends refuse a graph whose
-weights_sha256 differs from the bundle's. :func:`read_metadata` parses only the protobuf's top level and needs
-neither ``onnx`` nor ``torch``: this module imports both lazily, so ONNX-only runtimes can import it.
+**Metadata.** Every graph carries ``metadata_props``: smoothgan_version, weights_sha256, network, precision,
+img_size, domains, opset and format_version. Names, shapes, the metadata reader and the checks backends run before
+use live in :mod:`smoothgan.artifacts` (the runtime never imports this module); this module writes through them.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 from smoothgan import __version__
+from smoothgan.artifacts import (
+    BATCH,
+    FORMAT_VERSION,
+    NETWORKS,
+    ONNX_DIR,
+    ONNX_PRECISIONS,
+    IOSpec,
+    io_spec,
+    onnx_path,
+    psnr_db,
+    read_metadata,
+    required_networks,
+)
+from smoothgan.artifacts import check_onnx_precision as check_precision
 from smoothgan.errors import BackendError
 
 if TYPE_CHECKING:
@@ -65,24 +77,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ONNX_DIR = "onnx"
-FORMAT_VERSION = 1
-ONNX_PRECISIONS = ("fp32", "fp16")
-NETWORKS = ("mapping_network", "style_encoder", "generator", "fan")
-BATCH = "batch"
-MASK_SIZE = 256  # FAN masks are always 256x256, whatever img_size is
 MIN_OPSET = 18
 FP32_MAX_ABS = 1e-4  # fp32 graph vs torch fp32 (ONNX Runtime CPU), at every validation batch size
 HALF_MIN_PSNR_DB = 40.0  # half graph vs torch fp32
 FAN_MAX_OUTLIERS = 1e-3  # fraction of FAN mask pixels allowed past FP32_MAX_ABS (threshold flips)
-PSNR_CAP_DB = 200.0  # reported for identical outputs (keeps the JSON finite)
 VALIDATION_BATCHES = (1, 3)
 VALIDATION_SEED = 0
 KEEP_FP32_OPS = frozenset({"InstanceNormalization"})
 FLOAT32_ONLY_INPUTS = {"Resize": (1, 2), "Upsample": (1,)}  # roi / scales are float32 by the op's type rules
 
 Progress = Callable[[str], None]
-IOSpec = tuple[str, list[Any], str]  # (name, shape with "batch", dtype)
 
 
 @dataclass
@@ -102,34 +106,6 @@ class OnnxArtifact:
 
 # --------------------------------------------------------------------------------------------- names and shapes
 
-def required_networks(config: "ModelConfig") -> list[str]:
-    """The graphs a bundle needs: mapping network, style encoder, generator, and the FAN when w_hpf > 0."""
-    return [n for n in NETWORKS if n != "fan" or config.uses_masks]
-
-
-def onnx_path(bundle: "ModelBundle", network: str, precision: str) -> Path:
-    """``BUNDLE/onnx/<network>-<precision>.onnx``."""
-    return bundle.path / ONNX_DIR / f"{network}-{precision}.onnx"
-
-
-def io_spec(config: "ModelConfig", network: str) -> tuple[list[IOSpec], list[IOSpec]]:
-    """Graph inputs and outputs of ``network`` as (name, shape, dtype) with the symbolic ``batch`` axis."""
-    size = config.img_size
-    image: IOSpec = ("image", [BATCH, 3, size, size], "float32")
-    domain: IOSpec = ("domain", [BATCH], "int64")
-    style: IOSpec = ("style", [BATCH, config.style_dim], "float32")
-    masks: list[IOSpec] = [(f"mask{i}", [BATCH, 1, MASK_SIZE, MASK_SIZE], "float32") for i in (0, 1)]
-    if network == "mapping_network":
-        return [("latent", [BATCH, config.latent_dim], "float32"), domain], [style]
-    if network == "style_encoder":
-        return [image, domain], [style]
-    if network == "generator":
-        return [image, style, *(masks if config.uses_masks else [])], [("output", [BATCH, 3, size, size], "float32")]
-    if network == "fan" and config.uses_masks:
-        return [image], masks
-    raise BackendError(f"unknown network {network!r} for this model; it has {', '.join(required_networks(config))}")
-
-
 def _metadata(bundle: "ModelBundle", network: str, precision: str, opset: int) -> dict[str, str]:
     return {
         "smoothgan_version": __version__,
@@ -142,77 +118,6 @@ def _metadata(bundle: "ModelBundle", network: str, precision: str, opset: int) -
         "format_version": str(FORMAT_VERSION),
         "compute": "fp32" if precision == "fp32" or network == "fan" else "fp16 (InstanceNorm and AdaIN in fp32)",
     }
-
-
-# --------------------------------------------------------------------------------------------- metadata reader
-
-def _varint(stream: BinaryIO) -> Optional[int]:
-    """One protobuf varint from ``stream``; None at a clean end of file."""
-    value = shift = 0
-    while True:
-        byte = stream.read(1)
-        if not byte:
-            if shift:
-                raise ValueError("truncated varint")
-            return None
-        value |= (byte[0] & 0x7F) << shift
-        if not byte[0] & 0x80:
-            return value
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def _read_exact(stream: BinaryIO, size: int) -> bytes:
-    data = stream.read(size)
-    if len(data) != size:
-        raise ValueError("truncated field")
-    return data
-
-
-def _fields(stream: BinaryIO, wanted: int) -> dict[int, list[bytes]]:
-    """Length-delimited fields numbered ``wanted`` of one protobuf message; other fields are skipped by seeking."""
-    found: dict[int, list[bytes]] = {}
-    while (key := _varint(stream)) is not None:
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            _varint(stream)
-        elif wire in (1, 5):
-            stream.seek(8 if wire == 1 else 4, io.SEEK_CUR)
-        elif wire == 2:
-            length = _varint(stream)
-            if length is None:
-                raise ValueError("truncated length")
-            if number == wanted or wanted < 0:
-                found.setdefault(number, []).append(_read_exact(stream, length))
-            else:
-                stream.seek(length, io.SEEK_CUR)  # the graph and its weights are never read
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-    return found
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """``metadata_props`` of an ONNX file (ModelProto field 14) as a dict, without onnx or torch.
-
-    Only the model's top level is parsed; the graph (field 7) is skipped by seeking, so this is cheap for
-    graphs of any size.
-    """
-    path = Path(path)
-    try:
-        with open(path, "rb") as stream:
-            entries = _fields(stream, 14).get(14, [])
-            if stream.tell() != path.stat().st_size:
-                raise ValueError("truncated file")
-        props = {}
-        for entry in entries:  # StringStringEntryProto {1: key, 2: value}
-            parts = _fields(io.BytesIO(entry), -1)
-            props[parts.get(1, [b""])[0].decode()] = parts.get(2, [b""])[0].decode()
-    except OSError as exc:
-        raise BackendError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BackendError(f"{path} is not a readable ONNX file ({exc})") from exc
-    return props
 
 
 # --------------------------------------------------------------------------------------------- fp32 export
@@ -386,15 +291,6 @@ def convert_to_half(model: Any) -> Any:
 
 # --------------------------------------------------------------------------------------------- validation
 
-def psnr_db(reference: np.ndarray, test: np.ndarray) -> float:
-    """PSNR over the reference's dynamic range (max - min), capped at :data:`PSNR_CAP_DB` for identical arrays."""
-    mse = float(np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2))
-    peak = float(reference.max() - reference.min()) or 1.0
-    if mse == 0:
-        return PSNR_CAP_DB
-    return min(PSNR_CAP_DB, 10 * math.log10(peak * peak / mse))
-
-
 def cpu_session(path: str | Path) -> Any:
     """An ONNX Runtime CPU session with full graph optimisation (what serving on CPU runs).
 
@@ -476,14 +372,6 @@ def _current_fp32(bundle: "ModelBundle", network: str, opset: int) -> Optional[P
     current = (meta.get("weights_sha256") == bundle.weights_sha256 and meta.get("opset") == str(opset)
                and meta.get("format_version") == str(FORMAT_VERSION))
     return path if current else None
-
-
-def check_precision(precision: str) -> None:
-    if precision == "bf16":
-        raise BackendError("bf16 ONNX graphs are not supported (ONNX Runtime has almost no bf16 kernels): "
-                           "export --precision fp16 or fp32")
-    if precision not in ONNX_PRECISIONS:
-        raise BackendError(f"ONNX precision must be one of {', '.join(ONNX_PRECISIONS)}, not {precision!r}")
 
 
 def _graph(bundle: "ModelBundle", network: str, precision: str, opset: int, graph_module: Any,

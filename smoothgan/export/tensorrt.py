@@ -26,17 +26,9 @@ engines are built with TF32 off (TensorRT turns it on by default), so "fp32" mea
 
 from __future__ import annotations
 
-import ctypes
 import datetime as _dt
-import importlib
-import importlib.util
-import json
 import logging
-import os
 import re
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +37,31 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Optional
 
 from smoothgan import __version__
+from smoothgan.artifacts import (
+    CPU_BUILD,
+    CPU_GPU,
+    ENGINE_DIR,
+    ENGINE_PRECISIONS,
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    MANIFEST_VERSION,
+    PORTABLE_CC,
+    RUNTIME_CACHE_FILE,
+    TIMING_CACHE_FILE,
+    GpuInfo,
+    find_engine_folders,
+    folder_name,
+    manifest_problem,
+    module_name,
+    onnx_path,
+    read_manifest,
+    read_metadata,
+    required_networks,
+    trt_tag,
+    trt_version,
+)
+from smoothgan.artifacts import check_engine_precision as check_precision
+from smoothgan.backends.trt_runtime import INSTALL_HINT, capture_logger, detect_gpu, import_tensorrt, rtx_ccs
 from smoothgan.errors import BackendError
 from smoothgan.fileio import atomic_path, sha256_file, write_bytes_atomic, write_json_atomic
 
@@ -53,174 +70,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENGINE_DIR = "engines"
-MANIFEST_FILE = "manifest.json"
-MANIFEST_FORMAT = "smoothgan-tensorrt-engines"
-MANIFEST_VERSION = 1
-TIMING_CACHE_FILE = "timing.cache"
-RUNTIME_CACHE_FILE = "runtime.cache"
-ENGINE_PRECISIONS = ("fp32", "fp16")
-MODULES = ("tensorrt", "tensorrt_rtx")
-MODULE_TAGS = {"tensorrt": "trt", "tensorrt_rtx": "rtx"}
-CPU_BUILD = "cpu-build"
-PORTABLE_CC = "portable"  # TensorRT-RTX default targets: every supported compute capability from 8.0 on
-RTX_DEFAULT_CCS = ("8.0", "8.6", "8.9", "12.0", "12.1")
-RTX_LIB_PACKAGE = "onnxruntime_ep_nv_tensorrt_rtx"  # the PyPI wheel that ships libtensorrt_rtx.so.1
-RTX_LIBRARIES = ("libtensorrt_rtx.so", "libtensorrt_onnxparser_rtx.so")  # load order matters
-ENV_RTX_LIB_DIR = "SMOOTHGAN_TRT_RTX_LIB_DIR"
-INSTALL_HINT = "pip install 'smoothgan[trt]' (TensorRT) or 'smoothgan[trt-rtx]' (TensorRT-RTX)"
-
 Progress = Callable[[str], None]
-_MODULE_CACHE: dict[str, ModuleType] = {}
-
-
-# --------------------------------------------------------------------------------------------- modules
-
-def module_name(trt: ModuleType) -> str:
-    """``tensorrt`` or ``tensorrt_rtx`` for a module returned by :func:`import_tensorrt`."""
-    return "tensorrt_rtx" if "rtx" in trt.__name__ else "tensorrt"
-
-
-def _load_rtx_libraries() -> None:
-    """Load TensorRT-RTX's shared libraries with RTLD_GLOBAL so its Python bindings can resolve them."""
-    dirs = [Path(p) for p in os.environ.get(ENV_RTX_LIB_DIR, "").split(os.pathsep) if p]
-    spec = importlib.util.find_spec(RTX_LIB_PACKAGE)
-    if spec is not None and spec.submodule_search_locations:
-        dirs += [Path(p) for p in spec.submodule_search_locations]
-    for base in RTX_LIBRARIES:
-        found = [f for d in dirs for f in d.glob(base + ".1*") if f.is_file()] if sys.platform == "linux" else []
-        if not found:
-            where = ", ".join(map(str, dirs)) or "nowhere"
-            raise BackendError(f"TensorRT-RTX library {base}.1 not found (looked in {where}); set {ENV_RTX_LIB_DIR}"
-                               f" or {INSTALL_HINT}")
-        newest = max(found, key=lambda f: [int(p) for p in re.findall(r"\d+", f.name.split(".so.")[-1])])
-        try:
-            ctypes.CDLL(str(newest), mode=ctypes.RTLD_GLOBAL)
-        except OSError as exc:
-            raise BackendError(f"cannot load {newest}: {exc}") from exc
-
-
-def _import_one(name: str) -> ModuleType:
-    if name == "tensorrt":
-        module = importlib.import_module("tensorrt")
-    elif importlib.util.find_spec("tensorrt_rtx") is not None:  # NVIDIA's SDK wheel
-        module = importlib.import_module("tensorrt_rtx")
-    else:  # PyPI: bindings in tensorrt_rtx_bindings, libraries in the ONNX Runtime EP wheel
-        if importlib.util.find_spec("tensorrt_rtx_bindings") is None:
-            raise ImportError("no module named tensorrt_rtx or tensorrt_rtx_bindings")
-        _load_rtx_libraries()
-        module = importlib.import_module("tensorrt_rtx_bindings")
-    if not hasattr(module, "Builder"):  # PyPI's 'tensorrt' placeholder packages have no bindings
-        raise ImportError(f"{name} has no TensorRT bindings")
-    return module
-
-
-def import_tensorrt(prefer: Optional[str] = None) -> ModuleType:
-    """The TensorRT Python module: ``tensorrt`` if installed, else TensorRT-RTX; ``prefer`` picks one only."""
-    if prefer is not None and prefer not in MODULES:
-        raise BackendError(f"unknown TensorRT flavour {prefer!r}; choose {' or '.join(MODULES)}")
-    problems = []
-    for name in (prefer,) if prefer else MODULES:
-        if name in _MODULE_CACHE:
-            return _MODULE_CACHE[name]
-        try:
-            _MODULE_CACHE[name] = _import_one(name)
-            return _MODULE_CACHE[name]
-        except (ImportError, OSError) as exc:
-            problems.append(f"{name}: {exc}")
-    raise BackendError(f"TensorRT is not installed ({'; '.join(problems)}): {INSTALL_HINT}")
-
-
-def trt_version(trt: ModuleType) -> str:
-    return str(getattr(trt, "__version__", "unknown"))
-
-
-def trt_tag(trt: ModuleType) -> str:
-    """Short folder tag: ``trt10.13.0.35`` or ``rtx1.7.1.116``."""
-    return f"{MODULE_TAGS[module_name(trt)]}{trt_version(trt)}"
-
-
-def capture_logger(trt: ModuleType) -> Any:
-    """A TensorRT ``ILogger`` that forwards to :mod:`logging` and keeps errors for one-line messages."""
-
-    class CaptureLogger(trt.ILogger):  # type: ignore[name-defined, misc]
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            sev = trt.ILogger.Severity
-            if severity in (sev.INTERNAL_ERROR, sev.ERROR):
-                self.errors.append(" ".join(msg.split()))  # surfaced in the BackendError that follows
-            # warnings are parser chatter here (int64 bindings, unused mask inputs)
-            log.debug("TensorRT [%s]: %s", getattr(severity, "name", severity), msg)
-
-        def last_error(self, default: str = "no error message") -> str:
-            return self.errors[-1] if self.errors else default
-
-    return CaptureLogger()
-
-
-# --------------------------------------------------------------------------------------------- GPU
-
-@dataclass(frozen=True)
-class GpuInfo:
-    """The GPU engines are built for: ``name`` and compute capability ``cc`` ("9.0"); a CPU build has none."""
-
-    name: str
-    cc: Optional[str] = None
-
-    @property
-    def present(self) -> bool:
-        return self.name != CPU_BUILD
-
-    @property
-    def slug(self) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") or "gpu"
-
-
-CPU_GPU = GpuInfo(CPU_BUILD)
-
-
-def _visible_device(index: int) -> str:
-    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
-    return visible[index] if index < len(visible) else str(index)
-
-
-def detect_gpu(index: int = 0) -> Optional[GpuInfo]:
-    """Name and compute capability of CUDA device ``index``: torch (if loaded), nvidia-smi, cuda-python."""
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available() and index < torch.cuda.device_count():
-        major, minor = torch.cuda.get_device_capability(index)
-        return GpuInfo(torch.cuda.get_device_name(index), f"{major}.{minor}")
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader",
-                                  "-i", _visible_device(index)], capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.TimeoutExpired):
-            out = None
-        if out is not None and out.returncode == 0 and "," in out.stdout:
-            name, cc = out.stdout.strip().splitlines()[0].rsplit(",", 1)
-            return GpuInfo(name.strip(), cc.strip())
-    try:
-        from cuda.bindings import runtime as cudart  # type: ignore[import-not-found]
-
-        err, props = cudart.cudaGetDeviceProperties(index)
-        if int(err) == 0:
-            return GpuInfo(props.name.decode(errors="replace").strip("\x00 "), f"{props.major}.{props.minor}")
-    except (ImportError, AttributeError, RuntimeError):
-        pass
-    return None
-
-
-def _rtx_ccs(trt: ModuleType) -> dict[str, Any]:
-    """TensorRT-RTX's ComputeCapability members by "major.minor" (SM86 -> "8.6")."""
-    out = {}
-    for key, member in trt.ComputeCapability.__members__.items():
-        digits = key[2:] if key.startswith("SM") and key[2:].isdigit() else None
-        if digits:
-            out[f"{digits[:-1]}.{digits[-1]}"] = member
-    return out
 
 
 def _normalise_cc(value: str | float | Sequence[str | float]) -> list[str]:
@@ -250,7 +100,7 @@ def resolve_target(trt: ModuleType, gpu: Optional[GpuInfo], target_cc: Any = Non
             raise BackendError(f"TensorRT builds for the GPU present ({gpu.name}, {gpu.cc}), not for {wanted}; "
                                "only TensorRT-RTX cross-builds")
         return gpu, [str(gpu.cc)]
-    supported = _rtx_ccs(trt)
+    supported = rtx_ccs(trt)
     if wanted is None and gpu is not None:
         wanted = [str(gpu.cc)]
     for cc in wanted or []:
@@ -260,12 +110,6 @@ def resolve_target(trt: ModuleType, gpu: Optional[GpuInfo], target_cc: Any = Non
                                f"{' '.join(sorted(supported, key=float))}, not {cc}{where}; use TensorRT for it: "
                                "pip install 'smoothgan[trt]'")
     return (gpu if gpu is not None else CPU_GPU), list(wanted or [])
-
-
-def folder_name(gpu: GpuInfo, ccs: Sequence[str], trt: ModuleType, precision: str) -> str:
-    """``<gpu>-<cc>-<trt>-<precision>``, e.g. ``nvidia-h100-80gb-hbm3-sm90-trt10.13.0.35-fp16``."""
-    cc = "+".join("sm" + c.replace(".", "") for c in ccs) if ccs else PORTABLE_CC
-    return f"{gpu.slug}-{cc}-{trt_tag(trt)}-{precision}"
 
 
 # --------------------------------------------------------------------------------------------- build
@@ -281,14 +125,6 @@ class EngineArtifact:
     size_bytes: int
     build_seconds: float
     reused: bool
-
-
-def check_precision(precision: str) -> None:
-    if precision == "bf16":
-        raise BackendError("bf16 TensorRT engines are not supported: strongly typed engines take their precision "
-                           "from the ONNX graph and smoothgan exports fp32 and fp16 graphs only; use fp16")
-    if precision not in ENGINE_PRECISIONS:
-        raise BackendError(f"TensorRT precision must be one of {', '.join(ENGINE_PRECISIONS)}, not {precision!r}")
 
 
 def _dtype_name(trt: ModuleType, dtype: Any) -> str:
@@ -334,7 +170,7 @@ def _build_one(trt: ModuleType, onnx_file: Path, engine_file: Path, ccs: Sequenc
     if tf32 is not None and not allow_tf32:  # on by default: fp32 engines would round convs/GEMMs to TF32
         config.clear_flag(tf32)
     if ccs and module_name(trt) == "tensorrt_rtx":
-        supported = _rtx_ccs(trt)
+        supported = rtx_ccs(trt)
         config.num_compute_capabilities = len(ccs)
         for i, cc in enumerate(ccs):
             config.set_compute_capability(supported[cc], i)
@@ -368,19 +204,6 @@ def _build_one(trt: ModuleType, onnx_file: Path, engine_file: Path, ccs: Sequenc
             "inputs": inputs, "outputs": outputs, "build_seconds": round(seconds, 3)}
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / MANIFEST_FILE
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BackendError(f"{folder} has no {MANIFEST_FILE}: not a smoothgan engine folder") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BackendError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise BackendError(f"{path} is not a smoothgan engine manifest")
-    return manifest
-
-
 def build_engines(bundle: "ModelBundle", precision: str = "fp16", min_batch: int = 1, opt_batch: int = 20,
                   max_batch: int = 64, workspace_gb: float = 4, networks: Optional[Sequence[str]] = None,
                   progress: Optional[Progress] = None, force: bool = False, target_cc: Any = None,
@@ -394,7 +217,7 @@ def build_engines(bundle: "ModelBundle", precision: str = "fp16", min_batch: int
     ("8.6", ["8.6", "12.0"]) cross-builds with TensorRT-RTX; without a GPU, TensorRT-RTX builds a portable
     engine. ``gpu`` overrides detection (``CPU_GPU`` forces a CPU-only TensorRT-RTX build).
     """
-    from smoothgan.export.onnx import export_onnx, onnx_path, read_metadata, required_networks
+    from smoothgan.export.onnx import export_onnx
 
     check_precision(precision)
     if not 1 <= min_batch <= max_batch:
@@ -473,52 +296,6 @@ def build_engines(bundle: "ModelBundle", precision: str = "fp16", min_batch: int
 
 # --------------------------------------------------------------------------------------------- check
 
-def _stale(folder: Path, field: str, have: Any, want: Any) -> BackendError:
-    return BackendError(f"TensorRT engines in {folder} do not match: {field} is {have}, expected {want}; "
-                        "rebuild them (build_engines(..., force=True), or rebuild=True)")
-
-
-def _cc_ok(manifest: dict[str, Any], gpu: GpuInfo) -> bool:
-    targets = manifest["gpu"].get("targets") or []
-    if manifest["tensorrt"]["module"] == "tensorrt_rtx":
-        allowed = RTX_DEFAULT_CCS if targets == [PORTABLE_CC] else targets
-        return gpu.cc in allowed or (targets == [PORTABLE_CC] and float(gpu.cc or 0) >= 12.0)
-    return manifest["gpu"]["name"] == gpu.name and manifest["gpu"]["compute_capability"] == gpu.cc
-
-
-def manifest_problem(folder: Path, manifest: dict[str, Any], bundle: "ModelBundle", gpu: Optional[GpuInfo],
-                     precision: Optional[str], trt: Optional[ModuleType],
-                     networks: Optional[Sequence[str]] = None) -> Optional[BackendError]:
-    """The first mismatch between a manifest and what is asked of it, as a ready-to-raise error (or None)."""
-    if manifest.get("format_version") != MANIFEST_VERSION:
-        return _stale(folder, "manifest format version", manifest.get("format_version"), MANIFEST_VERSION)
-    if precision is not None and manifest.get("precision") != precision:
-        return _stale(folder, "precision", manifest.get("precision"), precision)
-    if manifest.get("weights_sha256") != bundle.weights_sha256:
-        return _stale(folder, "weights sha256", str(manifest.get("weights_sha256"))[:12], bundle.weights_sha256[:12])
-    if trt is not None:
-        have = f"{manifest['tensorrt']['module']} {manifest['tensorrt']['version']}"
-        want = f"{module_name(trt)} {trt_version(trt)}"
-        if have != want:
-            return _stale(folder, "TensorRT version", have, want)
-    if gpu is not None and gpu.present and not _cc_ok(manifest, gpu):
-        have = f"{manifest['gpu']['name']} (targets {', '.join(manifest['gpu'].get('targets') or [])})"
-        return _stale(folder, "GPU / compute capability", have, f"{gpu.name} ({gpu.cc})")
-    entries = manifest.get("networks", {})
-    for network in networks or sorted(entries):
-        entry = entries.get(network)
-        if entry is None:
-            return _stale(folder, "engine list", ", ".join(sorted(entries)) or "empty", f"one with {network}")
-        engine_file = folder / entry["file"]
-        if not engine_file.is_file() or sha256_file(engine_file) != entry.get("sha256"):
-            return _stale(folder, f"{entry['file']} sha256", "missing" if not engine_file.is_file() else "changed",
-                          entry.get("sha256", "")[:12])
-        onnx_file = bundle.path / entry["onnx"]["file"]
-        if onnx_file.is_file() and sha256_file(onnx_file) != entry["onnx"]["sha256"]:
-            return _stale(folder, f"ONNX sha256 of {network}", "changed", entry["onnx"]["sha256"][:12])
-    return None
-
-
 def check_manifest(folder: str | Path, bundle: "ModelBundle", gpu: Optional[GpuInfo] = None,
                    precision: Optional[str] = None, trt: Optional[ModuleType] = None, rebuild: bool = False,
                    networks: Optional[Sequence[str]] = None, **build_options: Any) -> dict[str, Any]:
@@ -553,18 +330,9 @@ def check_manifest(folder: str | Path, bundle: "ModelBundle", gpu: Optional[GpuI
     return read_manifest(bundle.path / ENGINE_DIR / artifacts[0].folder)
 
 
-def find_engine_folders(bundle: "ModelBundle", precision: str, trt: ModuleType,
-                        gpu: Optional[GpuInfo]) -> list[Path]:
-    """Candidate engine folders for this precision and TensorRT, best first: this GPU's, then portable builds."""
-    root = bundle.path / ENGINE_DIR
-    if not root.is_dir():
-        return []
-    suffix = f"-{trt_tag(trt)}-{precision}"
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.endswith(suffix))
-    own = [p for p in folders if gpu is not None and p.name.startswith(f"{gpu.slug}-")]
-    return own + [p for p in folders if p not in own and p.name.startswith(f"{CPU_BUILD}-")]
-
-
-__all__ = ["EngineArtifact", "GpuInfo", "build_engines", "capture_logger", "check_manifest", "check_precision",
-           "detect_gpu", "find_engine_folders", "folder_name", "import_tensorrt", "module_name", "read_manifest",
-           "resolve_target", "trt_version"]
+__all__ = [  # the artefact names and TensorRT loaders are re-exported for callers of the builder
+    "CPU_BUILD", "CPU_GPU", "ENGINE_DIR", "ENGINE_PRECISIONS", "INSTALL_HINT", "MANIFEST_FILE", "RUNTIME_CACHE_FILE",
+    "EngineArtifact", "GpuInfo", "build_engines", "capture_logger", "check_manifest", "check_precision",
+    "detect_gpu", "find_engine_folders", "folder_name", "import_tensorrt", "module_name", "read_manifest",
+    "resolve_target", "trt_version",
+]
