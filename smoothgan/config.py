@@ -27,7 +27,7 @@ def describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"a boolean ({str(value).lower()})"
     if isinstance(value, (int, float)):
-        return f"a number ({value!r})"
+        return f"a number ({short_number(value)})"
     if isinstance(value, str):
         shown = value if len(value) <= 40 else value[:37] + "..."
         return f"a string ({shown!r})"
@@ -36,6 +36,16 @@ def describe(value: Any) -> str:
     if isinstance(value, Mapping):
         return "an object"
     return type(value).__name__
+
+
+def short_number(value: float) -> str:
+    """A number for a message: as written when short, else its magnitude (a 400-digit int has no float form)."""
+    text = repr(value)
+    if len(text) <= 20:
+        return text
+    if isinstance(value, int):
+        return f"{'-' if value < 0 else ''}a {len(str(abs(value)))}-digit integer"
+    return f"{value:.6g}"
 
 
 def check_value(value: Any, hint: Any, where: str, error: type[SmoothganError] = BundleError) -> Any:
@@ -154,7 +164,7 @@ class ModelConfig:
         problems = []
         for name, most in LIMITS.items():
             if getattr(self, name) > most:
-                problems.append(f"{name} must be <= {most:g}, got {getattr(self, name):g}")
+                problems.append(f"{name} must be <= {most:g}, got {short_number(getattr(self, name))}")
         if problems:
             raise BundleError("invalid model config: " + "; ".join(problems))
         if self.img_size < 16 or 2 ** int(math.log2(self.img_size)) != self.img_size:

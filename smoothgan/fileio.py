@@ -4,7 +4,8 @@ A crash mid-write never leaves a half-written file or folder: data goes to a hid
 directory and is renamed into place (``os.replace`` is atomic on POSIX and Windows). Staging names carry the
 writer's PID, so the next writer can tell leftovers of a killed process (removed, or restored when they hold the
 only copy of a replaced folder) from the work of a process still running. What we write follows the umask like
-any file a user creates (``mkstemp``/``mkdtemp`` alone would leave 0600 files and 0700 folders).
+any file a user creates (``mkstemp``/``mkdtemp`` alone would leave 0600 files and 0700 folders): a staged
+folder's whole tree is given the umask's modes before it is moved into place.
 """
 
 from __future__ import annotations
@@ -50,6 +51,23 @@ def current_umask() -> int:
 
 def _apply_umask(path: Path, directory: bool) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
+def _apply_umask_tree(root: Path) -> None:
+    """Give a staged folder and everything in it the modes a plain write would have (some writers, such as
+    safetensors' ``save_file`` and ``mkstemp``, create 0600 files whatever the umask)."""
+    mask = current_umask()
+    os.chmod(root, 0o777 & ~mask)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                executable = os.stat(path).st_mode & 0o100
+                os.chmod(path, (0o777 if executable else 0o666) & ~mask)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -183,7 +201,7 @@ def atomic_dir(path: str | os.PathLike[str],
     staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target, "staging"), dir=target.parent))
     try:
         yield staging
-        _apply_umask(staging, directory=True)
+        _apply_umask_tree(staging)
         if before_replace is not None:
             before_replace(target)
         if not (target.exists() or target.is_symlink()):
