@@ -64,7 +64,8 @@ def test_latent_translation_of_many_images_uses_unique_folders(tiny_bundle, phot
     result = invoke("translate", photo, other, "--domain", "a", "--num", "3", "--seed", "7", "--model",
                     tiny_bundle.path, "--out", out)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["photo", "photo-1"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.jsonl", "photo", "sub"]  # mirrors the inputs
+    assert (out / "sub" / "photo" / "sidecar.json").is_file()
     assert len(list((out / "photo").glob("frame_*.png"))) == 3 and not (out / "photo" / "animation.gif").exists()
     assert json.loads((out / "photo" / "sidecar.json").read_text())["seed"] == 7
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from smoothgan.cli.app import (BackendName, BackendOption, Device, DeviceOption, Precision, PrecisionOption, command,
                                console)
@@ -14,8 +15,8 @@ from smoothgan.cli.app import (BackendName, BackendOption, Device, DeviceOption,
 @command("demo")
 def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("smoothgan-demo"),
-    steps: Annotated[int, typer.Option("--steps", min=2, help="Interpolation frames.")] = 20,
-    num: Annotated[int, typer.Option("--num", min=1, help="Latent styles per translation.")] = 4,
+    steps: Annotated[int, typer.Option("--steps", help="Interpolation frames (2 to 1000).")] = 20,
+    num: Annotated[int, typer.Option("--num", help="Latent styles per translation (1 to 1000).")] = 4,
     backend: BackendOption = BackendName.torch,
     device: DeviceOption = Device.cpu,
     precision: PrecisionOption = Precision.fp32,
@@ -33,20 +34,21 @@ def demo_command(
     """
     from smoothgan import images
     from smoothgan.bundle import EMBEDDED_BUNDLE, SAMPLES_DIR
-    from smoothgan.cli.translate import write_outputs
     from smoothgan.translator import load
 
     translator = load(EMBEDDED_BUNDLE, backend=backend.value, device=device.value, precision=precision.value)
     domains = translator.domains
     samples = images.list_images(SAMPLES_DIR)
-    console.print(f"embedded model {translator.bundle.name}: {translator.config.img_size}px, domains "
-                  f"{', '.join(domains)}; {len(samples)} sample image(s)")
+    translator.check_request(domains[-1], num=num)  # one-line errors before anything is written
+    translator.check_request(domains[-1], steps=steps)
+    console.print(f"embedded model {escape(translator.bundle.name)}: {translator.config.img_size}px, domains "
+                  f"{escape(', '.join(domains))}; {len(samples)} sample image(s)", highlight=False)
     for sample in samples:
         source = sample.stem.split("-")[0] if sample.stem.split("-")[0] in domains else None
         targets = [d for d in domains if d != source]
         for target in targets:
             result = translator.translate(sample, target, num=num, seed=0)
-            write_outputs(out / f"{sample.stem}-to-{target}", result, sample, gif=False, mp4=False, fps=10)
+            result.save(out / f"{sample.stem}-to-{target}", input=sample)
         result = translator.interpolate(sample, targets[0], steps=steps, seed=0, source_domain=source)
-        write_outputs(out / f"{sample.stem}-interp-{targets[0]}", result, sample, gif=True, mp4=False, fps=10)
-    console.print(f"wrote {len(samples) * (len(domains))} result folder(s) under {out}")
+        result.save(out / f"{sample.stem}-interp-{targets[0]}", input=sample, gif=True)
+    console.print(f"wrote {len(samples) * (len(domains))} result folder(s) under {escape(str(out))}", highlight=False)

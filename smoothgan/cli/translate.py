@@ -1,55 +1,56 @@
-"""``smoothgan translate``: latent- or reference-guided translation and style interpolation of images."""
+"""``smoothgan translate``: latent- or reference-guided translation and style interpolation of files and folders."""
 
 from __future__ import annotations
 
+import re
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from rich.markup import escape
+
+from smoothgan.cli.app import (BackendName, BackendOption, Device, DeviceOption, ModelOption, Precision,
+                               PrecisionOption, command, console, err_console)
 
 if TYPE_CHECKING:
-    from smoothgan.translator import Result
+    from rich.progress import Task
+    from rich.text import Text
 
-from smoothgan.cli.app import (BackendName, BackendOption, BatchOption, Device, DeviceOption, ModelOption,
-                               Precision, PrecisionOption, command, console, progress_bar)
-
-
-def unique_stems(paths: list[Path]) -> list[str]:
-    """Output folder names: file stems, suffixed where two inputs share a stem."""
-    seen: dict[str, int] = {}
-    names = []
-    for path in paths:
-        count = seen.get(path.stem, 0)
-        seen[path.stem] = count + 1
-        names.append(path.stem if count == 0 else f"{path.stem}-{count}")
-    return names
+    from smoothgan.jobs import FolderSummary, ItemResult
 
 
-def write_outputs(folder: Path, result: "Result", source: Path, gif: bool, mp4: bool, fps: int) -> None:
-    """One result folder: frame_NNN.png, strip.png (source first), optional GIF/MP4, sidecar.json."""
-    from smoothgan import images as imageio
-    from smoothgan.fileio import write_json_atomic
+class Layout(str, Enum):
+    folders = "folders"
+    flat = "flat"
 
-    frames = list(result.images[0])
-    for i, frame in enumerate(frames):
-        imageio.save_image(folder / f"frame_{i:03d}.png", frame)
-    imageio.save_image(folder / "strip.png", imageio.make_strip([result.sources[0], *frames]))
-    if gif:
-        imageio.save_gif(folder / "animation.gif", frames, fps=fps)
-    if mp4:
-        imageio.save_mp4(folder / "animation.mp4", frames, fps=fps)
-    write_json_atomic(folder / "sidecar.json", {"input": str(source), **result.sidecar()})
+
+def _rate_column() -> object:
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Images per second over the recent window (rich's own speed estimate)."""
+
+        def render(self, task: "Task") -> "Text":
+            return Text(f"{task.speed or 0:.1f} img/s")
+
+    return RateColumn()
 
 
 @command("translate")
 def translate_command(
-    images: Annotated[list[Path], typer.Argument(help="Source image(s).")],
+    inputs: Annotated[list[str], typer.Argument(
+        help="Source images: files, folders (recursive) or quoted glob patterns ('photos/**/*.jpg').",
+        show_default=False)],
     domain: Annotated[str, typer.Option("--domain", "-t", help="Target domain name.")],
-    steps: Annotated[Optional[int], typer.Option("--steps", min=2,
-                                                 help="Interpolate from the source's style in N frames.")] = None,
-    ref: Annotated[Optional[list[Path]], typer.Option("--ref", help="Reference image(s) giving the style.")] = None,
-    num: Annotated[int, typer.Option("--num", "-n", min=1, help="Latent styles per source (no --steps).")] = 1,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the latent styles.")] = 0,
+    steps: Annotated[Optional[int], typer.Option(
+        "--steps", help="Interpolate from the source's style in N frames (2 to 1000, both ends included).")] = None,
+    ref: Annotated[Optional[list[Path]], typer.Option("--ref", help="Reference image(s) giving the style "
+                                                                     "(one style each; one with --steps).")] = None,
+    num: Annotated[int, typer.Option("--num", "-n", help="Latent styles per source, 1 to 1000 (not with --ref "
+                                                         "or --steps).")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the latent styles, 0 to 2**32-1.")] = 0,
     source_domain: Annotated[Optional[str], typer.Option("--source-domain",
                                                          help="Domain of the sources (inferred if absent).")] = None,
     mode: Annotated[str, typer.Option("--interp", help="lerp or slerp.")] = "lerp",
@@ -58,12 +59,21 @@ def translate_command(
     device: DeviceOption = Device.cpu,
     precision: PrecisionOption = Precision.fp32,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("smoothgan-out"),
+    layout: Annotated[Layout, typer.Option("--layout", help="folders: OUT/<name>/ per input (frames, strip, "
+                                           "GIF, sidecar); flat: OUT/<name>_<domain>[_<k>].png.")] = Layout.folders,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip inputs that OUT/manifest.jsonl records as done "
+                                                          "for the same job.")] = False,
+    keep_going: Annotated[bool, typer.Option("--keep-going", help="Record bad inputs in the manifest and go on "
+                                                                  "(exit code 2 if any failed).")] = False,
     gif: Annotated[Optional[bool], typer.Option("--gif/--no-gif", help="GIF (default on with --steps).")] = None,
     mp4: Annotated[bool, typer.Option("--mp4/--no-mp4", help="Also write an MP4.")] = False,
-    fps: Annotated[int, typer.Option("--fps", min=1, help="Frames per second of GIF/MP4.")] = 10,
-    batch_size: BatchOption = 64,
+    fps: Annotated[float, typer.Option("--fps", help="Frames per second of GIF/MP4.")] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Generator rows per engine call, across "
+                                                                 "images (an image with K frames is K rows).")] = 64,
+    workers: Annotated[int, typer.Option("--workers", help="Decoding threads.")] = 2,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-image lines.")] = False,
 ) -> None:
-    """Translate images to a domain, or interpolate styles with --steps.
+    """Translate images to a domain, or interpolate styles with --steps; files, folders or globs.
 
     Examples:
 
@@ -73,32 +83,89 @@ def translate_command(
 
     3. `smoothgan translate cat.png --domain dog --ref dog1.jpg --ref dog2.jpg --model afhq`
 
-    4. `smoothgan translate photos/*.jpg --domain wild --backend onnxruntime --out results`
+    4. `smoothgan translate photos/ --domain wild --layout flat --out results --keep-going`
 
-    Each input gets a folder OUT/<name>/ with frame_NNN.png, strip.png (source first), an optional GIF/MP4,
-    and sidecar.json (seed, domains, steps, backend, model sha256) to reproduce it.
+    5. `smoothgan translate photos/ --domain wild --layout flat --out results --resume` (after an interruption)
+
+    Inputs are checked (exists, readable, an image) before anything is written. Output names mirror the inputs'
+    paths relative to their common folder; clashing names get -2, -3... With --layout folders each input gets
+    OUT/<name>/ with frame_NNN.png, strip.png (source first), an optional GIF/MP4 and sidecar.json; with flat,
+    OUT/<name>_<domain>.png (or _<k> per style/frame). OUT/manifest.jsonl gets one line per input (input,
+    outputs, domain, seed, model sha256, backend, status, error), written after its outputs.
+    Limits: --steps 2..1000, --num 1..1000, and a call's frames and batches must fit in half the memory.
     """
-    from smoothgan.translator import load
+    from smoothgan import jobs
+    from smoothgan.errors import InputError
+    from smoothgan.translator import check_count, load
 
+    check_count("--batch-size", batch_size, 1, 2**20)
+    check_count("--workers", workers, 1, 64)
+    if not fps > 0:
+        raise InputError(f"--fps must be positive, got {fps}")
     translator = load(model, backend=backend.value, device=device.value, precision=precision.value,
                       max_batch=batch_size)
-    if translator.bundle.is_embedded:
-        console.print(f"using the embedded demo model ({translator.bundle.name}, "
-                      f"domains {', '.join(translator.domains)}); pass --model for your own")
-    translator.bundle.domain_index(domain)  # fail fast on a bad domain, before any work
-    if source_domain is not None:
-        translator.bundle.domain_index(source_domain)
-    names = unique_stems(images)
-    write_gif = steps is not None if gif is None else gif
-    with progress_bar("translating", len(images)) as advance:
-        for path, name in zip(images, names):
-            if steps is None:
-                result = translator.translate(path, domain, num=num, seed=seed, ref=ref)
-            else:
-                result = translator.interpolate(path, domain, steps=steps, seed=seed, ref=ref,
-                                                source_domain=source_domain, mode=mode)
-                console.print(f"{path.name}: source domain {result.metadata['source_domains'][0]}"
-                              + (" (inferred)" if result.metadata["source_domain_inferred"] else ""))
-            write_outputs(out / name, result, path, gif=write_gif, mp4=mp4, fps=fps)
-            advance(1)
-    console.print(f"wrote {len(images)} result folder(s) under {out}")
+    try:
+        if translator.bundle.is_embedded:
+            console.print(f"using the embedded demo model ({escape(translator.bundle.name)}, "
+                          f"domains {escape(', '.join(translator.domains))}); pass --model for your own",
+                          highlight=False)
+        try:
+            options = jobs.make_options(translator, domain, steps=steps, num=num, seed=seed, ref=ref,
+                                        source_domain=source_domain, mode=mode)
+        except InputError as exc:  # name the CLI flags in the library's message
+            raise InputError(re.sub(r"^(num|steps|seed) ", r"--\1 ", str(exc))) from None
+        plan = jobs.plan_folder(translator, inputs, out, options, layout=layout.value, resume=resume,
+                                keep_going=keep_going, workers=max(4, workers))
+        summary = _run(translator, plan, batch_size, workers, keep_going, gif, mp4, fps, quiet)
+    finally:
+        translator.close()
+    _report(summary, layout.value)
+
+
+def _run(translator: object, plan: object, batch_size: int, workers: int, keep_going: bool, gif: Optional[bool],
+         mp4: bool, fps: float, quiet: bool) -> "FolderSummary":
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from smoothgan import jobs
+
+    assert isinstance(plan, jobs.FolderPlan)
+    write_gif = plan.options.steps is not None if gif is None else gif
+    skipped = len(plan.items) - len(plan.todo)
+    if skipped and not quiet:
+        err_console.print(f"resume: {skipped} of {len(plan.items)} input(s) already done", highlight=False)
+    show_bar = not quiet and len(plan.todo) > 1
+    progress = Progress(TextColumn("translating"), BarColumn(), MofNCompleteColumn(), _rate_column(),
+                        TextColumn("ETA"), TimeRemainingColumn(), console=err_console, disable=not show_bar)
+    with progress:
+        task = progress.add_task("translating", total=len(plan.todo))
+
+        def advance(summary: "FolderSummary", item: "ItemResult") -> None:
+            progress.advance(task, 1)
+            if quiet:
+                return
+            if item.error is not None:
+                progress.console.print(f"failed: {escape(item.error)}", highlight=False)
+            elif item.result is not None and "source_domains" in item.result.metadata:
+                inferred = " (inferred)" if item.result.metadata.get("source_domain_inferred") else ""
+                progress.console.print(f"{escape(str(item.input.name))}: source domain "
+                                       f"{escape(item.result.metadata['source_domains'][0])}{inferred}",
+                                       highlight=False)
+
+        return jobs.execute(translator, plan, batch_size=batch_size, workers=workers,  # type: ignore[arg-type]
+                            keep_going=keep_going, gif=write_gif, mp4=mp4, fps=fps, progress=advance)
+
+
+def _report(summary: "FolderSummary", layout: str) -> None:
+    rate = summary.done / summary.seconds if summary.seconds > 0 else 0.0
+    parts = [f"translated {summary.done}"]
+    if summary.skipped:
+        parts.append(f"skipped {summary.skipped} already done")
+    if summary.failed:
+        parts.append(f"failed {summary.failed}")
+    what = "result folder(s)" if layout == "folders" else "input(s)"
+    console.print(f"{', '.join(parts)} of {summary.total} {what} ({rate:.1f} img/s); results in "
+                  f"{escape(str(summary.out))}, manifest {escape(str(summary.manifest))}", highlight=False)
+    if summary.failed:
+        from smoothgan.errors import InputError
+
+        raise InputError(f"{summary.failed} of {summary.total} input(s) failed; see {summary.manifest}")
