@@ -31,7 +31,8 @@ class Face:
 
     ``crop``: uint8 ``[size, size, 3]``; ``quad``: float ``[4, 2]`` source-pixel corners of the crop, ordered
     top-left, bottom-left, bottom-right, top-right; ``landmarks``: float ``[5, 2]`` (image-left eye, image-right
-    eye, nose tip, mouth left, mouth right; eyes are pupil centres); ``score``: detector confidence in [0, 1].
+    eye, nose tip, mouth left, mouth right; eyes are pupil centres); ``score``: the detector's confidence in
+    [0, 1] on the face turned upright.
     """
 
     crop: np.ndarray
@@ -148,8 +149,9 @@ def _align_dets(image: np.ndarray, dets: list[mediapipe.Detection], size: int,
         found = mediapipe.landmarks(pyramid, det)
         if found is None:
             continue
-        quad = celebahq_quad(found[0])
-        faces.append(Face(warp_quad(pyramid, quad, size), quad, found[0], det.score))
+        five, score = found
+        quad = celebahq_quad(five)
+        faces.append(Face(warp_quad(pyramid, quad, size), quad, five, score))
         if max_faces is not None and len(faces) >= 2 * max_faces + 2:
             break  # enough candidates: the largest N are among them
     return faces
