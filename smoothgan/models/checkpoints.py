@@ -28,6 +28,7 @@ from torch import nn
 from smoothgan.config import ModelConfig
 from smoothgan.errors import CheckpointError, SmoothganError
 from smoothgan.models.fan import FAN
+from smoothgan.models.loading import load_state_strict
 from smoothgan.models.stargan_v2 import HighPass, build_networks
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ PICKLE_MAGIC = b"\x80"  # legacy torch.save (the released StarGAN v2 files): pic
 # Globals a weights_only load may meet in a plain checkpoint; anything else named in the pickle is reported.
 _PLAIN_GLOBALS = ("torch.", "collections.OrderedDict", "builtins.set", "builtins.frozenset", "builtins.bytearray",
                   "builtins.slice", "_codecs.encode", "numpy.")
+_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}  # protocol 2 names what Python 3 calls these
 
 
 def _pickle_globals(stream: io.BufferedIOBase | io.BytesIO, pickles: int) -> list[str]:
@@ -93,10 +95,11 @@ def _blocked_globals(path: Path) -> list[str]:
                 names = _pickle_globals(handle, 4)  # legacy: magic number, protocol, sys info, the object
     except (OSError, zipfile.BadZipFile):
         return []
+    names = [_PY2_MODULES.get(n.split(".")[0], n.split(".")[0]) + n[len(n.split(".")[0]):] for n in names]
     return list(dict.fromkeys(n for n in names if not n.startswith(_PLAIN_GLOBALS)))
 
 
-def _load_failure(path: Path, exc: BaseException) -> CheckpointError:
+def _load_failure(path: Path, exc: BaseException, magic: bytes) -> CheckpointError:
     """One line, in our words, for a ``torch.load(weights_only=True)`` failure (torch's text advises unsafe
     loading and hides the blocked call, so it is never shown)."""
     text = str(exc)
@@ -108,14 +111,11 @@ def _load_failure(path: Path, exc: BaseException) -> CheckpointError:
                                    "smoothgan loads only tensors and plain containers")
         return CheckpointError(f"cannot read checkpoint {path}: refused: the file holds objects other than tensors "
                                "and plain containers")
-    if "zip archive" in text or "central directory" in text or isinstance(exc, zipfile.BadZipFile):
-        return CheckpointError(f"cannot read checkpoint {path}: a truncated or corrupt PyTorch zip archive")
-    if "data.pkl" in text or "file not found" in text or "in archive" in text:
+    if magic == ZIP_MAGIC and ("data.pkl" in text or "file not found" in text or "in archive" in text):
         return CheckpointError(f"cannot read checkpoint {path}: a zip archive, but not a PyTorch checkpoint")
-    if isinstance(exc, (EOFError, pickle.UnpicklingError, struct.error)):
-        return CheckpointError(f"cannot read checkpoint {path}: a truncated or corrupt PyTorch checkpoint")
-    return CheckpointError(f"cannot read checkpoint {path}: not a readable PyTorch checkpoint "
-                           f"({type(exc).__name__})")
+    if magic == ZIP_MAGIC:
+        return CheckpointError(f"cannot read checkpoint {path}: a truncated or corrupt PyTorch zip archive")
+    return CheckpointError(f"cannot read checkpoint {path}: a truncated or corrupt PyTorch checkpoint")
 
 
 def load_torch_file(path: str | Path) -> Any:
@@ -147,7 +147,7 @@ def load_torch_file(path: str | Path) -> Any:
             warnings.filterwarnings("ignore", message=".*pickle protocol.*")
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad files; each becomes one line in our words
-        raise _load_failure(path, exc) from None
+        raise _load_failure(path, exc, magic) from None
 
 
 def tensor_state(value: Any, what: str, path: str | Path) -> dict[str, torch.Tensor]:
@@ -165,33 +165,6 @@ def tensor_state(value: Any, what: str, path: str | Path) -> dict[str, torch.Ten
 def strip_module_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Remove one leading ``module.`` (DataParallel) from every key that has it."""
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
-
-
-def _summarise(names: list[str], limit: int = 6) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
-
-
-def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """Load ``state`` into ``module`` requiring exactly its keys and shapes; one-line error listing problems."""
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    misshaped = [
-        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing {_summarise(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {_summarise(unexpected)}")
-    if misshaped:
-        problems.append(f"wrong shape {_summarise(misshaped)}")
-    if problems:
-        raise CheckpointError(f"{what}: " + "; ".join(problems))
-    module.load_state_dict({k: state[k].to(expected[k].dtype) for k in expected}, strict=True)
 
 
 def _count_groups(state: dict[str, torch.Tensor], prefix: str) -> int:
