@@ -273,18 +273,17 @@ def random_bundle(preset: str, root: str | Path, seed: int = 0) -> ModelBundle:
 
     from smoothgan.bundle import load_bundle, save_bundle
     from smoothgan.config import get_preset
-    from smoothgan.models.fan import FAN
-    from smoothgan.models.stargan_v2 import build_networks, he_init
+    from smoothgan.models.loading import new_networks
+    from smoothgan.models.stargan_v2 import he_init
 
     spec = get_preset(preset)
     path = Path(root) / f"random-{preset}-seed{seed}"
     if path.exists():
         return load_bundle(path)
     torch.manual_seed(seed)
-    networks = build_networks(spec.config)
-    for net in networks.values():
-        net.apply(he_init)
-    if spec.config.uses_masks:
-        networks["fan"] = FAN()
+    networks = new_networks(spec.config)
+    for name, net in networks.items():
+        if name != "fan":  # the FAN keeps its own initialisation, as before
+            net.apply(he_init)
     return save_bundle(path, networks, spec.config, spec.domains,
                        {"name": preset, "kind": f"random He-initialised weights (seed {seed}) for timing only"})

@@ -309,21 +309,11 @@ class ModelBundle:
         return grouped
 
     def build_networks(self, device: str = "cpu") -> dict[str, Any]:
-        """Torch modules (eval mode) loaded strictly from the bundle's weights."""
-        from smoothgan.models.checkpoints import load_state_strict
-        from smoothgan.models.fan import FAN
-        from smoothgan.models.stargan_v2 import build_networks
+        """Torch modules (eval mode) loaded strictly from the bundle's weights (``models.load_networks``)."""
+        from smoothgan.models.loading import load_networks
 
-        states = self.load_state_dicts()
-        networks = build_networks(self.config)
-        if self.config.uses_masks:
-            networks["fan"] = FAN()
-        for name, module in networks.items():
-            if name not in states:
-                raise BundleError(f"{self.weights_path} has no weights for {name}")
-            load_state_strict(module, states[name], f"bundle {name}")
-            module.eval().to(device)
-        return networks
+        return load_networks(self.config, self.load_state_dicts(), device, source=str(self.weights_path),
+                             error=BundleError)
 
 
 def is_bundle(path: str | Path) -> bool:

@@ -408,11 +408,22 @@ class Translator:
         return jobs.run_folder(self, inputs, out, domain, **options)
 
     def close(self) -> None:
+        """Release the backend (sessions, engines) and save its caches (TensorRT-RTX's runtime cache)."""
         self.backend.close()
 
+    def __enter__(self) -> "Translator":
+        return self
 
-def load(path: Optional[str | Path] = None, backend: str = "torch", device: str = "cpu", precision: str = "fp32",
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def load(path: Optional[str | Path] = None, backend: str = "auto", device: str = "cpu", precision: str = "fp32",
          max_batch: int = 64, **options: Any) -> Translator:
-    """Open a bundle (or ``$SMOOTHGAN_MODEL``) on a backend: ``smoothgan.load("afhq", backend="onnxruntime")``."""
+    """Open a bundle (or ``$SMOOTHGAN_MODEL``) on a backend: ``smoothgan.load("afhq", backend="onnxruntime")``.
+
+    ``backend="auto"`` picks the fastest installed backend with artefacts for the device (see
+    :func:`smoothgan.backends.create_backend`). Use it as a context manager to close the backend.
+    """
     bundle = load_bundle(path)
     return Translator(bundle, create_backend(bundle, backend, device, precision, **options), max_batch)

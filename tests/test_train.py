@@ -233,7 +233,7 @@ def test_two_process_gloo_ddp_run(options: TrainOptions, tmp_path: Path) -> None
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO),
                                                                                 os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "smoothgan.trainer.train", options.data, "--preset", "tiny", "--lpips-random-backbone",
+               "-m", "smoothgan", "train", options.data, "--preset", "tiny", "--lpips-random-backbone",
                "--device", "cpu", "--iters", "2", "--print-every", "1", "--out", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -267,9 +267,7 @@ def export_bundle(
     """
     from smoothgan.bundle import check_replaceable, save_bundle
     from smoothgan.fileio import sha256_file
-    from smoothgan.models.checkpoints import load_state_strict
-    from smoothgan.models.fan import FAN
-    from smoothgan.models.stargan_v2 import build_networks
+    from smoothgan.models.loading import load_networks
 
     check_replaceable(out, overwrite)  # before reading weights: refuse a target we may not replace right away
     ckpt = read_checkpoint(checkpoint_dir)
@@ -279,13 +277,7 @@ def export_bundle(
         raise InputError(f"{len(names)} domain name(s) for a model with {config.num_domains} domains; give them "
                          "in index order (sorted training folder names)")
     states = ckpt.networks(ema=True)
-    networks: dict[str, nn.Module] = dict(build_networks(config))
-    if config.uses_masks:
-        networks["fan"] = FAN()
-    for module_name, module in networks.items():
-        if module_name not in states:
-            raise CheckpointError(f"{ckpt.path / EMA_FILE} has no {module_name} weights")
-        load_state_strict(module, states[module_name], f"checkpoint {module_name}")
+    networks = load_networks(config, states, "cpu", source=str(ckpt.path / EMA_FILE))
     provenance = {
         "name": name or Path(out).name,
         "source": str(ckpt.path),

@@ -3,7 +3,7 @@
 Conventions follow REFERENCE 3 and 4.1: one sub-folder per domain, domain index = position in the sorted list of
 folder names (plain Python string order, as ``ImageFolder``), the official training augmentation. The samplers and
 loaders that draw from these datasets (class-balanced, resumable, per DDP rank) live in
-:mod:`smoothgan.trainer.sampling`; their names are still reachable from here for older imports.
+:mod:`smoothgan.trainer.sampling` (which imports this module, never the other way round).
 
 What differs from the official code, on purpose:
 
@@ -372,18 +372,3 @@ class ReferenceDataset(ImageDomainDataset):
         x_ref = _apply(self.transform, load_rgb(path), generator)
         x_ref2 = _apply(self.transform, load_rgb(self.samples[partner][0]), generator)
         return x_ref, x_ref2, label
-
-
-# Names that moved to :mod:`smoothgan.trainer.sampling`; resolved lazily (sampling imports this module).
-_MOVED = (
-    "SOURCE_STREAM", "REFERENCE_STREAM", "class_balanced_weights", "weighted_random_sampler", "BalancedSampler",
-    "InfiniteLoader", "TrainLoaders", "make_train_loaders", "make_eval_loader",
-)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        from smoothgan.trainer import sampling
-
-        return getattr(sampling, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,7 @@ How REFERENCE 4.x maps to code:
   loss is located to its iteration without a per-step host sync. quirk 16: R1 in fp32 (losses.r1_penalty); FAN
   masks outside autocast. quirk 17: R1 differentiates a detached copy of x_real.
 
-Multi-GPU: ``torchrun --nproc_per_node 8 -m smoothgan.trainer.train DATA --preset celeba_hq --wing wing.ckpt``
+Multi-GPU: ``torchrun --nproc_per_node 8 -m smoothgan train DATA --preset celeba_hq --wing wing.ckpt``
 (or ``torchrun --nproc_per_node 8 --no-python smoothgan train ...``): one process per GPU, NCCL on CUDA and gloo
 on CPU, G/M/E/D wrapped in DistributedDataParallel, ``batch_size`` split evenly over the processes, per-rank data
 streams and latents, only rank 0 writes. The unused ``conv1x1`` shortcut weights of w_hpf > 0 decoders (REFERENCE
@@ -500,15 +500,4 @@ def _raise_non_finite(losses: Mapping[str, float], bad: int, done: int, last_che
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m smoothgan.trainer.train ARGS`` = ``smoothgan train ARGS`` (the torchrun entry point)."""
-    from smoothgan.cli import main as cli_main
-
-    cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    main()
-
-
-__all__ = ["DistInfo", "RunResult", "Trainer", "TrainingError", "main", "preflight", "resolve_data", "train"]
+__all__ = ["DistInfo", "RunResult", "Trainer", "TrainingError", "preflight", "resolve_data", "train"]
