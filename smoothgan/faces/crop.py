@@ -171,7 +171,8 @@ def paste_quads(photo: np.ndarray, quads: Sequence[np.ndarray], crops: Sequence[
         box = (x1 - x0, y1 - y0)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP  # to_crop maps output (box) pixels to crop pixels
         warped = cv2.warpAffine(crop, to_crop, box, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        mask = cv2.warpAffine(feather_mask(n, feather), to_crop, box, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        mask = cv2.warpAffine(feather_mask(n, feather), to_crop, box, flags=flags, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=0.0)
         region = out[y0:y1, x0:x1]
         inside = mask > 0.0
         m = mask[inside][:, None]
