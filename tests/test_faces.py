@@ -201,7 +201,9 @@ def test_tiny_faces(astronaut):
 
 def test_grayscale(astronaut, reference):
     gray = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)
-    for photo in (gray, gray[:, :, None]):
+    from PIL import Image
+
+    for photo in (gray, gray[:, :, None], Image.fromarray(gray)):
         found = faces.align(photo)
         assert len(found) == 1 and found[0].crop.shape == (256, 256, 3)
         assert corner_error(found[0].quad, reference.quad) < CORNER_TOL_PX

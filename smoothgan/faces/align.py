@@ -66,11 +66,13 @@ class Face:
 
 def as_photo(photo: PhotoLike) -> np.ndarray:
     """A uint8 ``[H, W, 3]`` RGB array from a path (decoded with :func:`smoothgan.images.load`: EXIF orientation
-    applied) or an array (grayscale ``[H, W]``/``[H, W, 1]`` and RGBA are converted)."""
+    applied), a PIL image, or an array (grayscale ``[H, W]``/``[H, W, 1]`` and RGBA are converted)."""
     if isinstance(photo, (str, os.PathLike, Path)):
         from smoothgan.images import load
 
         return load(photo)
+    if hasattr(photo, "convert") and hasattr(photo, "size") and not isinstance(photo, np.ndarray):  # PIL image
+        photo = np.asarray(photo.convert("RGB"))
     if not isinstance(photo, np.ndarray):
         raise InputError(f"photo must be an image path or a uint8 array, got {type(photo).__name__}")
     if photo.dtype != np.uint8:
