@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from smoothgan.errors import InputError
-from smoothgan.faces.align import align, paste_all
+from smoothgan.faces.aligner import align, paste_all
 
 logger = logging.getLogger(__name__)
 
