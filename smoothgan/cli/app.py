@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from smoothgan import __version__
-from smoothgan.backends import BACKENDS, DEVICES, PRECISIONS
+from smoothgan.backends import BACKEND_CHOICES, DEVICES, PRECISIONS
 from smoothgan.errors import SmoothganError
 
 class OneLineErrorGroup(TyperGroup):
@@ -89,7 +89,7 @@ def choice_enum(name: str, values: Iterable[str]) -> type[Enum]:
     return Enum(name, {value: value for value in values}, type=str)  # type: ignore[return-value]
 
 
-BackendName = choice_enum("BackendName", BACKENDS)
+BackendName = choice_enum("BackendName", BACKEND_CHOICES)
 Device = choice_enum("Device", DEVICES)
 Precision = choice_enum("Precision", PRECISIONS)
 
@@ -98,7 +98,8 @@ ModelOption = Annotated[
     Optional[str],
     typer.Option("--model", "-m", envvar="SMOOTHGAN_MODEL", help="Bundle directory (or $SMOOTHGAN_MODEL)."),
 ]
-BackendOption = Annotated[BackendName, typer.Option("--backend", "-b", help="Inference engine.")]
+BackendOption = Annotated[BackendName, typer.Option(
+    "--backend", "-b", help="Inference engine; auto: the fastest one installed with artefacts for the device.")]
 DeviceOption = Annotated[Device, typer.Option("--device", "-d", help="Where the backend runs.")]
 PrecisionOption = Annotated[Precision, typer.Option("--precision", help="Numeric precision of the backend.")]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Largest batch sent to the engine.")]

@@ -94,7 +94,7 @@ def eval_command(
     num_outs: Annotated[int, typer.Option("--num-outs", min=1, help="Outputs per source for LPIPS/FID.")] = 10,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of every latent and reference pick.")] = 0,
     split: Annotated[str, typer.Option("--split", help="Folder of the sources and references.")] = "val",
-    backend: BackendOption = BackendName.torch,
+    backend: BackendOption = BackendName.auto,
     device: DeviceOption = Device.cpu,
     precision: PrecisionOption = Precision.fp32,
     batch_size: BatchOption = 64,
