@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
+from smoothgan.config import check_value
 from smoothgan.errors import InputError
 from smoothgan.fileio import atomic_dir, is_staging_name, read_marker
 
@@ -101,25 +102,39 @@ class SynthAttributes:
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> SynthAttributes:
-        """Inverse of :meth:`to_dict`; extra keys of an ``attributes.jsonl`` row (split, file) are ignored."""
-        try:
-            bg, tex = row["background"], row["texture"]
-            return cls(
-                domain=str(row["domain"]),
-                cx=float(row["cx"]),
-                cy=float(row["cy"]),
-                size=float(row["size"]),
-                bg_start=_rgb(bg["start"]),
-                bg_end=_rgb(bg["end"]),
-                bg_angle=float(bg["angle"]),
-                fg=_rgb(row["fg"]),
-                texture=str(tex["kind"]),
-                texture_freq=float(tex["freq"]),
-                texture_angle=float(tex["angle"]),
-                texture_phase=float(tex["phase"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"malformed synthetic attributes row: {exc!r}") from None
+        """Inverse of :meth:`to_dict`; extra keys of an ``attributes.jsonl`` row (split, file) are ignored.
+
+        Types are checked, not coerced (:func:`smoothgan.config.check_value`): a string where a number belongs is
+        an error naming the key.
+        """
+        where = "synthetic attributes row"
+
+        def get(node: Any, key: str, hint: Any, path: str) -> Any:
+            if not isinstance(node, Mapping) or key not in node:
+                raise InputError(f"malformed {where}: no {path}")
+            return check_value(node[key], hint, f"{where}: {path}", InputError)
+
+        rgb = tuple[int, int, int]
+        bg = get(row, "background", Any, "background")
+        tex = get(row, "texture", Any, "texture")
+        values = dict(
+            domain=get(row, "domain", str, "domain"),
+            cx=get(row, "cx", float, "cx"),
+            cy=get(row, "cy", float, "cy"),
+            size=get(row, "size", float, "size"),
+            bg_start=get(bg, "start", rgb, "background.start"),
+            bg_end=get(bg, "end", rgb, "background.end"),
+            bg_angle=get(bg, "angle", float, "background.angle"),
+            fg=get(row, "fg", rgb, "fg"),
+            texture=get(tex, "kind", str, "texture.kind"),
+            texture_freq=get(tex, "freq", float, "texture.freq"),
+            texture_angle=get(tex, "angle", float, "texture.angle"),
+            texture_phase=get(tex, "phase", float, "texture.phase"),
+        )
+        for key in ("bg_start", "bg_end", "fg"):
+            if not all(0 <= c <= 255 for c in values[key]):
+                raise InputError(f"malformed {where}: {key} channels must be in 0..255, got {list(values[key])}")
+        return cls(**values)
 
 
 class Content(NamedTuple):
