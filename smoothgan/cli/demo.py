@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from smoothgan.cli.app import (BackendName, BackendOption, Device, DeviceOption, Precision, PrecisionOption, command,
                                console)
@@ -17,7 +16,7 @@ def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("smoothgan-demo"),
     steps: Annotated[int, typer.Option("--steps", help="Interpolation frames (2 to 1000).")] = 20,
     num: Annotated[int, typer.Option("--num", help="Latent styles per translation (1 to 1000).")] = 4,
-    backend: BackendOption = BackendName.torch,
+    backend: BackendOption = BackendName.auto,
     device: DeviceOption = Device.cpu,
     precision: PrecisionOption = Precision.fp32,
 ) -> None:
@@ -41,8 +40,8 @@ def demo_command(
     samples = images.list_images(SAMPLES_DIR)
     translator.check_request(domains[-1], num=num)  # one-line errors before anything is written
     translator.check_request(domains[-1], steps=steps)
-    console.print(f"embedded model {escape(translator.bundle.name)}: {translator.config.img_size}px, domains "
-                  f"{escape(', '.join(domains))}; {len(samples)} sample image(s)", highlight=False)
+    console.print(f"embedded model {translator.bundle.name}: {translator.config.img_size}px, domains "
+                  f"{', '.join(domains)}; {len(samples)} sample image(s)", highlight=False)
     for sample in samples:
         source = sample.stem.split("-")[0] if sample.stem.split("-")[0] in domains else None
         targets = [d for d in domains if d != source]
@@ -51,4 +50,4 @@ def demo_command(
             result.save(out / f"{sample.stem}-to-{target}", input=sample)
         result = translator.interpolate(sample, targets[0], steps=steps, seed=0, source_domain=source)
         result.save(out / f"{sample.stem}-interp-{targets[0]}", input=sample, gif=True)
-    console.print(f"wrote {len(samples) * (len(domains))} result folder(s) under {escape(str(out))}", highlight=False)
+    console.print(f"wrote {len(samples) * (len(domains))} result folder(s) under {str(out)}", highlight=False)

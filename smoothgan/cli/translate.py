@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.markup import escape
 
 from smoothgan.cli.app import (BackendName, BackendOption, Device, DeviceOption, ModelOption, Precision,
                                PrecisionOption, command, console, err_console)
@@ -55,7 +54,7 @@ def translate_command(
                                                          help="Domain of the sources (inferred if absent).")] = None,
     mode: Annotated[str, typer.Option("--interp", help="lerp or slerp.")] = "lerp",
     model: ModelOption = None,
-    backend: BackendOption = BackendName.torch,
+    backend: BackendOption = BackendName.auto,
     device: DeviceOption = Device.cpu,
     precision: PrecisionOption = Precision.fp32,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("smoothgan-out"),
@@ -106,8 +105,8 @@ def translate_command(
                       max_batch=batch_size)
     try:
         if translator.bundle.is_embedded:
-            console.print(f"using the embedded demo model ({escape(translator.bundle.name)}, "
-                          f"domains {escape(', '.join(translator.domains))}); pass --model for your own",
+            console.print(f"using the embedded demo model ({translator.bundle.name}, "
+                          f"domains {', '.join(translator.domains)}); pass --model for your own",
                           highlight=False)
         try:
             options = jobs.make_options(translator, domain, steps=steps, num=num, seed=seed, ref=ref,
@@ -144,11 +143,11 @@ def _run(translator: object, plan: object, batch_size: int, workers: int, keep_g
             if quiet:
                 return
             if item.error is not None:
-                progress.console.print(f"failed: {escape(item.error)}", highlight=False)
+                progress.console.print(f"failed: {item.error}", highlight=False)
             elif item.result is not None and "source_domains" in item.result.metadata:
                 inferred = " (inferred)" if item.result.metadata.get("source_domain_inferred") else ""
-                progress.console.print(f"{escape(str(item.input.name))}: source domain "
-                                       f"{escape(item.result.metadata['source_domains'][0])}{inferred}",
+                progress.console.print(f"{str(item.input.name)}: source domain "
+                                       f"{item.result.metadata['source_domains'][0]}{inferred}",
                                        highlight=False)
 
         return jobs.execute(translator, plan, batch_size=batch_size, workers=workers,  # type: ignore[arg-type]
@@ -164,7 +163,7 @@ def _report(summary: "FolderSummary", layout: str) -> None:
         parts.append(f"failed {summary.failed}")
     what = "result folder(s)" if layout == "folders" else "input(s)"
     console.print(f"{', '.join(parts)} of {summary.total} {what} ({rate:.1f} img/s); results in "
-                  f"{escape(str(summary.out))}, manifest {escape(str(summary.manifest))}", highlight=False)
+                  f"{str(summary.out)}, manifest {str(summary.manifest)}", highlight=False)
     if summary.failed:
         from smoothgan.errors import InputError
 
