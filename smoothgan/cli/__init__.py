@@ -15,5 +15,6 @@ from smoothgan.cli import train as _train  # noqa: F401  (registers train, data 
 from smoothgan.cli import eval as _eval  # noqa: F401  (registers eval)
 from smoothgan.cli import demo as _demo  # noqa: F401  (registers demo)
 from smoothgan.cli import align as _align  # noqa: F401  (registers align)
+from smoothgan.cli import serve as _serve  # noqa: F401  (registers serve, batch)
 
 __all__ = ["app", "main"]
