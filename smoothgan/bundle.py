@@ -340,6 +340,11 @@ def check_replaceable(out: str | Path, overwrite: bool) -> None:
     if out.is_symlink():
         raise InputError(f"{out} is a symbolic link; refusing to replace it (give the folder itself or another --out)")
     if not out.exists():
+        ancestor = out.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise InputError(f"cannot create {out}: {ancestor} is not a folder")
         return
     if not out.is_dir():
         raise InputError(f"{out} exists and is not a folder; refusing to replace it (choose another --out)")

@@ -116,11 +116,15 @@ def clean_stale(parent: str | os.PathLike[str], name: Optional[str] = None) -> l
         if not match or (name is not None and match["name"] != name) or _pid_alive(int(match["pid"])):
             continue
         target = parent / match["name"]
-        if match["kind"] == "old" and not target.exists() and not target.is_symlink():
-            os.replace(entry, target)
-            log.warning("restored %s from an interrupted replacement", target)
-        else:
-            _remove(entry)
+        try:
+            if match["kind"] == "old" and not target.exists() and not target.is_symlink():
+                os.replace(entry, target)
+                log.warning("restored %s from an interrupted replacement", target)
+            else:
+                _remove(entry)
+        except OSError as exc:  # a read-only folder, say: leave it for a writer that may clean it
+            log.warning("cannot clean up %s: %s", entry, exc.strerror or exc)
+            continue
         touched.append(entry)
     return touched
 

@@ -381,7 +381,12 @@ def _target_dangling_link(out: Path) -> None:
     out.symlink_to(out.parent / "nowhere")
 
 
-TARGETS: list[tuple[str, Callable[[Path], None], str]] = [
+def _target_under_a_file(out: Path) -> Path:
+    out.write_text("my thesis")
+    return out / "bundle"
+
+
+TARGETS: list[tuple[str, Callable[[Path], Any], str]] = [
     ("a-file", _target_file, "exists and is not a folder"),
     ("a-folder-of-other-files", _target_folder, "is not a smoothgan bundle"),
     ("a-link-to-a-bundle", _target_link, "is a symbolic link"),
@@ -390,6 +395,7 @@ TARGETS: list[tuple[str, Callable[[Path], None], str]] = [
     ("other-json-format", _target_other_json, "is not a smoothgan bundle"),
     ("broken-json", _target_broken_json, "is not a smoothgan bundle"),
     ("marker-is-a-link", _target_json_link, "is not a smoothgan bundle"),
+    ("inside-a-file", _target_under_a_file, "is not a folder"),
 ]
 
 
@@ -410,10 +416,9 @@ def _state(parent: Path) -> dict[str, Any]:
 @pytest.mark.parametrize("source", ["official", "training"])
 @pytest.mark.parametrize("make,expected", [t[1:] for t in TARGETS], ids=[t[0] for t in TARGETS])
 def test_import_overwrite_never_replaces_what_is_not_a_bundle(checkpoints: dict[str, Path], tmp_path: Path,
-                                                              source: str, make: Callable[[Path], None],
+                                                              source: str, make: Callable[[Path], Any],
                                                               expected: str) -> None:
-    out = tmp_path / "out"
-    make(out)
+    out = make(tmp_path / "out") or tmp_path / "out"
     before = _state(tmp_path)
     args = ["import", str(checkpoints[source]), "--out", str(out), "--overwrite"]
     if source == "official":

@@ -21,7 +21,9 @@ def import_command(
                                                    "female,male (training checkpoints know theirs).")] = None,
     wing: Annotated[Optional[Path], typer.Option("--wing", help="wing.ckpt (FAN) for w_hpf > 0 models.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Model name recorded in the bundle.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing bundle.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing bundle, atomically (only a "
+                                            "bundle: a file, a link or a folder holding anything else is never "
+                                            "replaced).")] = False,
 ) -> None:
     """Turn an official StarGAN v2 / smoothing checkpoint, or a smoothgan training checkpoint, into a bundle.
 
