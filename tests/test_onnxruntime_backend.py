@@ -259,3 +259,133 @@ def test_translate_frames_match_torch(bundles, photo: Path, tmp_path: Path, key,
         frames[backend] = np.stack([np.asarray(Image.open(p)) for p in sorted((out / "photo").glob("frame_*.png"))])
     assert frames["torch"].shape == frames["onnxruntime"].shape and len(frames["torch"]) >= 1
     assert np.abs(frames["torch"].astype(int) - frames["onnxruntime"]).max() <= 1
+
+
+# ---- one input policy on every backend (smoothgan.backends.base) --------------------------------------------
+
+def _policy_backends() -> list[str]:
+    """torch and onnxruntime on CPU; tensorrt as its backend over fake engines (tests/test_tensorrt.py) that run
+    the same graphs, so the policy is checked on its code path without a GPU."""
+    return ["torch", "onnxruntime", "tensorrt"]
+
+
+def policy_backend(bundle: ModelBundle, name: str):
+    if not BACKENDS[name].is_installed() and name != "tensorrt":
+        pytest.skip(f"{name} is not installed")
+    if name != "tensorrt":
+        return create_backend(bundle, name, "cpu", "fp32")
+    from test_tensorrt import FAKE_TRT, FakeEngine
+
+    from smoothgan.artifacts import onnx_path, required_networks
+    from smoothgan.backends.tensorrt import EngineRunner, TensorRTBackend, TorchMemory
+
+    engines = {n: FakeEngine(onnx_path(bundle, n, "fp32"), max_batch=2) for n in required_networks(bundle.config)}
+    return TensorRTBackend.from_runner(bundle.config, EngineRunner(FAKE_TRT, engines, TorchMemory("cpu")))
+
+
+@pytest.mark.parametrize("key", ["tiny", "hpf"])
+@pytest.mark.parametrize("name", _policy_backends())
+def test_every_backend_applies_one_input_policy(bundles, key, name) -> None:
+    bundle = bundles[key]
+    config = bundle.config
+    backend = policy_backend(bundle, name)
+    x = inputs(config, 3)
+    style = backend.mapping(x["latent"], x["domain"])
+    masks = backend.heatmap(x["image"]) if config.uses_masks else None
+    out = backend.generate(x["image"], style, masks)
+    assert out.dtype == np.float32 and out.flags.c_contiguous and out.shape == x["image"].shape
+
+    # a batch of 1 is shared by the whole batch: style, domain (and masks of one image)
+    shared = backend.generate(x["image"], style[:1], masks)
+    np.testing.assert_allclose(shared, backend.generate(x["image"], np.repeat(style[:1], 3, 0), masks), atol=1e-6)
+    np.testing.assert_allclose(backend.mapping(x["latent"], x["domain"][:1]),
+                               backend.mapping(x["latent"], np.repeat(x["domain"][:1], 3)), atol=1e-6)
+    np.testing.assert_allclose(backend.encode_style(x["image"], 1), backend.encode_style(x["image"], [1, 1, 1]),
+                               atol=1e-6)
+    # other dtypes and layouts are converted: float64, Fortran order, a strided view, int32 domains
+    image64 = np.asfortranarray(x["image"].astype(np.float64))
+    strided = np.concatenate([style, style], axis=1)[:, ::2]
+    strided[:] = style
+    np.testing.assert_allclose(backend.generate(image64, strided, masks), out, atol=1e-5)
+    np.testing.assert_allclose(backend.mapping(x["latent"], x["domain"].astype(np.int32)), style, atol=1e-6)
+
+    # masks: required exactly when the model uses them
+    if config.uses_masks:
+        with pytest.raises(InputError, match=r"needs the FAN masks of its images"):
+            backend.generate(x["image"], style)
+        with pytest.raises(InputError, match=r"mask0 has shape \[3, 1, 64, 64\], expected \[B, 1, 256, 256\]"):
+            backend.generate(x["image"], style, (masks[0][:, :, :64, :64], masks[1]))
+    else:
+        fake = np.zeros((3, 1, 256, 256), np.float32)
+        with pytest.raises(InputError, match="takes no FAN masks"):
+            backend.generate(x["image"], style, (fake, fake))
+        with pytest.raises(InputError, match="uses no FAN masks"):
+            backend.heatmap(x["image"])
+
+    size = config.img_size
+    bad_calls = [
+        (lambda: backend.generate(x["image"][:, :, :16, :16], style, masks),
+         rf"image has shape \[3, 3, 16, 16\], expected \[B, 3, {size}, {size}\]"),
+        (lambda: backend.generate(x["image"][0], style, masks), rf"expected \[B, 3, {size}, {size}\]"),
+        (lambda: backend.generate(x["image"], style[:, :5], masks), rf"style has shape \[3, 5\], "
+                                                                     rf"expected \[B, {config.style_dim}\]"),
+        (lambda: backend.generate(x["image"], style[:2], masks), r"batch sizes differ \(image: 3, style: 2"),
+        (lambda: backend.mapping(x["latent"][:0], x["domain"][:0]), "empty batch"),
+        (lambda: backend.mapping(x["latent"], [0, 1, config.num_domains]), r"domain indices must be in \[0, "),
+        (lambda: backend.mapping(x["latent"], [-1, 0, 0]), "domain indices"),
+        (lambda: backend.mapping(x["latent"], np.array([0.5, 1, 1])), "integer indices"),
+        (lambda: backend.encode_style(x["image"].astype(np.complex64), x["domain"]), "real numeric array"),
+        (lambda: backend.encode_style(np.array([["a"]]), x["domain"]), "real numeric array"),
+    ]
+    for call, message in bad_calls:
+        with pytest.raises(InputError, match=message):
+            call()
+    backend.close()
+
+
+# ---- backend "auto" --------------------------------------------------------------------------------------------
+
+def test_auto_picks_the_fastest_backend_with_artefacts(bundles, tiny_bundle, tmp_path: Path, caplog) -> None:
+    from smoothgan.backends import AUTO_ORDER, BACKEND_CHOICES, precisions_for
+
+    assert BACKEND_CHOICES[0] == "auto" and set(BACKEND_CHOICES[1:]) == set(BACKENDS) == set(AUTO_ORDER)
+    assert precisions_for("onnxruntime") == BACKENDS["onnxruntime"].precisions and "fp32" in precisions_for("auto")
+    with caplog.at_level("INFO", logger="smoothgan.backends"):
+        assert create_backend(bundles["tiny"], "auto").name == "onnxruntime"  # graphs present
+    assert "backend auto: chose onnxruntime" in caplog.text
+    assert create_backend(bundles["tiny"], "auto", precision="fp16").name == "onnxruntime"
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_bundle.path, plain, ignore=shutil.ignore_patterns("onnx"))
+    assert create_backend(load_bundle(plain), "auto").name == "torch"  # no graphs: the weights
+    stale = tmp_path / "stale"
+    shutil.copytree(bundles["tiny"].path, stale)
+    (stale / "onnx" / "generator-fp32.onnx").write_bytes(b"not a graph")
+    assert create_backend(load_bundle(stale), "auto").name == "torch"  # unusable graphs are passed over
+
+
+def test_auto_says_what_to_install_or_export(bundles, tiny_bundle, tmp_path: Path, monkeypatch) -> None:
+    from smoothgan.backends import BackendSpec
+
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_bundle.path, plain, ignore=shutil.ignore_patterns("onnx"))
+    with pytest.raises(BackendError, match=r"no backend can run .*plain on cpu at fp16: tensorrt: runs on cuda "
+                                           r"only; onnxruntime: no current ONNX fp16 graphs \(smoothgan export "
+                                           r"--model .*plain --onnx --precision fp16\); torch: fp16 on the torch "
+                                           r"backend needs --device cuda"):
+        create_backend(load_bundle(plain), "auto", precision="fp16")
+    monkeypatch.setattr(BackendSpec, "is_installed", lambda self: self.name == "onnxruntime")
+    with pytest.raises(BackendError, match=r"torch: not installed \(pip install 'smoothgan\[torch\]'\)"):
+        create_backend(load_bundle(plain), "auto")
+    assert create_backend(bundles["tiny"], "auto").name == "onnxruntime"
+    with pytest.raises(BackendError, match=r"unknown backend 'fastest'; choose one of auto, torch"):
+        create_backend(bundles["tiny"], "fastest")
+
+
+def test_translator_is_a_context_manager_that_closes_its_backend(bundles, monkeypatch) -> None:
+    import smoothgan
+
+    closed = []
+    with smoothgan.load(bundles["tiny"].path) as translator:
+        assert translator.backend.name == "onnxruntime"
+        monkeypatch.setattr(translator.backend, "close", lambda: closed.append(True))
+    assert closed == [True]
