@@ -276,3 +276,31 @@ def test_cli_export_trt_row_comes_from_build_engines(bundles, monkeypatch) -> No
                                                 calls[0]["max_batch"]) == (1, 8, 32)
     row = next(line for line in result.output.splitlines() if "engines/gpu-fp16/generator.engine" in line)
     assert "3.0 MB" in row and "12.5" in row and "built" in row
+
+
+def test_shipped_demo_graphs_match_the_shipped_weights() -> None:
+    """The embedded demo ships fp32 graphs so a bare install (no torch) runs it: they are current (weights sha256
+    in their metadata and in smoothgan.json's records), small, and agree with the weights through torch."""
+    from smoothgan.artifacts import onnx_graphs
+    from smoothgan.backends import create_backend
+    from smoothgan.bundle import EMBEDDED_BUNDLE
+    from smoothgan.fileio import sha256_file
+
+    demo = load_bundle(EMBEDDED_BUNDLE)
+    assert demo.weights_sha256 == sha256_file(demo.weights_path)
+    graphs = onnx_graphs(demo, "fp32")  # raises when stale
+    records = demo.artifacts["onnx"]
+    for network, path in graphs.items():
+        assert read_metadata(path)["weights_sha256"] == demo.weights_sha256
+        assert records[f"{network}-fp32"]["sha256"] == sha256_file(path)
+        assert records[f"{network}-fp32"]["validation"]["passed"] is True
+    assert sum(p.stat().st_size for p in graphs.values()) < 1_000_000
+    rng = np.random.default_rng(0)
+    size = demo.config.img_size
+    x = rng.uniform(-1, 1, (2, 3, size, size)).astype(np.float32)
+    z = rng.standard_normal((2, demo.config.latent_dim)).astype(np.float32)
+    outputs = {}
+    for name in ("onnxruntime", "torch"):
+        backend = create_backend(demo, name)
+        outputs[name] = backend.generate(x, backend.mapping(z, [0, 2]))
+    assert np.abs(outputs["onnxruntime"] - outputs["torch"]).max() <= 1e-4
