@@ -514,19 +514,66 @@ def plan_folder(translator: "Translator", inputs: InputSpec, out: str | os.PathL
     return FolderPlan(items, todo, kept, options, out_path, layout)
 
 
+def write_outputs(plan: FolderPlan, item: ItemResult, *, gif: bool = False, mp4: bool = False,
+                  fps: float = 10) -> list[str]:
+    """Write one input's outputs under ``plan.out`` in the plan's layout, each atomically; return their paths
+    relative to OUT (none for a failed input). Thread-safe: inputs have distinct names."""
+    options, result = plan.options, item.result
+    if result is None:
+        return []
+    if plan.layout == "folders":
+        result.save(plan.out / str(item.input.name), input=item.input.path, gif=gif, mp4=mp4, fps=fps)
+        return [str(item.input.name)]
+    frames = list(result.images[0])
+    outputs = flat_outputs(item.input.name, options.domain, len(frames))
+    for name, frame in zip(outputs, frames):
+        images.save_image(plan.out / name, frame)
+    stem = f"{item.input.name}_{_safe(options.domain)}"
+    if gif:
+        images.save_gif(plan.out / f"{stem}.gif", frames, fps=fps)
+        outputs.append(f"{stem}.gif")
+    if mp4:
+        images.save_mp4(plan.out / f"{stem}.mp4", frames, fps=fps)
+        outputs.append(f"{stem}.mp4")
+    return outputs
+
+
+def make_record(plan: FolderPlan, translator: "Translator", item: ItemResult, outputs: list[str]) -> dict[str, Any]:
+    """The manifest line of one input (write it with :func:`record_line` only after its outputs are in place)."""
+    options = plan.options
+    record: dict[str, Any] = {"input": str(item.input.path), "outputs": list(outputs), "status": "ok",
+                              "error": None, "domain": options.domain, "seed": options.seed,
+                              "model_sha256": translator.bundle.weights_sha256, "backend": translator.backend.name,
+                              "layout": plan.layout, "options": options.key()}
+    if item.result is None:
+        record["status"], record["error"] = "error", " ".join((item.error or "failed").split())
+    elif "source_domains" in item.result.metadata:
+        record["source_domain"] = item.result.metadata["source_domains"][0]
+    return record
+
+
+record_line = _line
+
+
 class _Writer(threading.Thread):
-    """Writes each input's outputs, then its manifest line; the only thread that touches OUT during a job."""
+    """Writes outputs on a few threads, then each input's manifest line, in input order, once its outputs are in.
+
+    The only code that touches OUT during a job. PNG encoding and file I/O release the GIL, so ``threads``
+    writers keep up with a fast engine; at most ``2 * threads`` inputs are being written at a time.
+    """
 
     def __init__(self, plan: FolderPlan, translator: "Translator", handle: Any, summary: FolderSummary, *,
                  gif: bool, mp4: bool, fps: float, progress: Optional[Callable[[FolderSummary, ItemResult], None]],
-                 depth: int) -> None:
+                 depth: int, threads: int = 2) -> None:
         super().__init__(name="smoothgan-writer", daemon=True)
         self.plan, self.translator, self.handle, self.summary = plan, translator, handle, summary
         self.gif, self.mp4, self.fps, self.progress = gif, mp4, fps, progress
+        self.threads = max(1, threads)
         self.queue: queue.Queue[Optional[ItemResult]] = queue.Queue(maxsize=depth)
         self.error: Optional[BaseException] = None
 
     def put(self, item: Optional[ItemResult]) -> None:
+        """Hand an item to the writer (None: no more); raises the writer's error if it failed."""
         while True:
             if self.error is not None or not self.is_alive():
                 if item is None:
@@ -539,56 +586,61 @@ class _Writer(threading.Thread):
                 continue
 
     def run(self) -> None:
-        while (item := self.queue.get()) is not None:
-            if self.error is not None:
-                continue
-            try:
-                self._write(item)
-            except BaseException as exc:  # handed to the main thread, which raises it
-                self.error = exc
+        inflight: deque[tuple[ItemResult, Future]] = deque()
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="smoothgan-write") as pool:
+            finished = False
+            while not finished or inflight:
+                if not finished:
+                    try:
+                        item = self.queue.get(timeout=0.05 if inflight else None)
+                    except queue.Empty:
+                        item = ...  # type: ignore[assignment]
+                    if item is None:
+                        finished = True
+                    elif isinstance(item, ItemResult) and self.error is None:
+                        inflight.append((item, pool.submit(write_outputs, self.plan, item, gif=self.gif,
+                                                           mp4=self.mp4, fps=self.fps)))
+                while inflight and (inflight[0][1].done() or finished or len(inflight) >= 2 * self.threads):
+                    self._finish(*inflight.popleft())
 
     def _write(self, item: ItemResult) -> None:
-        plan, options = self.plan, self.plan.options
-        record: dict[str, Any] = {"input": str(item.input.path), "outputs": [], "status": "ok", "error": None,
-                                  "domain": options.domain, "seed": options.seed,
-                                  "model_sha256": self.translator.bundle.weights_sha256,
-                                  "backend": self.translator.backend.name, "layout": plan.layout,
-                                  "options": options.key()}
+        """Outputs then manifest line of one item, on the calling thread (for callers that batch elsewhere)."""
+        future: Future = Future()
+        try:
+            future.set_result(write_outputs(self.plan, item, gif=self.gif, mp4=self.mp4, fps=self.fps))
+        except BaseException as exc:
+            future.set_exception(exc)
+        self._finish(item, future)
+        if self.error is not None:
+            raise self.error
+
+    def _finish(self, item: ItemResult, future: Future) -> None:
+        """Once an input's outputs are written, append its manifest line (errors: the first one is kept)."""
+        try:
+            outputs = future.result()
+        except BaseException as exc:  # handed to the main thread, which raises it
+            self.error = self.error or exc
+            return
+        record = make_record(self.plan, self.translator, item, outputs)
         if item.result is None:
-            record["status"], record["error"] = "error", " ".join((item.error or "failed").split())
             self.summary.failed += 1
-            self.summary.errors.append((str(item.input.path), record["error"]))
+            self.summary.errors.append((record["input"], record["error"]))
         else:
-            result = item.result
-            if "source_domains" in result.metadata:
-                record["source_domain"] = result.metadata["source_domains"][0]
-            if plan.layout == "folders":
-                result.save(plan.out / str(item.input.name), input=item.input.path, gif=self.gif, mp4=self.mp4,
-                            fps=self.fps)
-                record["outputs"] = [str(item.input.name)]
-            else:
-                frames = list(result.images[0])
-                names = flat_outputs(item.input.name, options.domain, len(frames))
-                for name, frame in zip(names, frames):
-                    images.save_image(plan.out / name, frame)
-                record["outputs"] = list(names)
-                stem = str(item.input.name) + f"_{_safe(options.domain)}"
-                if self.gif:
-                    images.save_gif(plan.out / f"{stem}.gif", frames, fps=self.fps)
-                    record["outputs"].append(f"{stem}.gif")
-                if self.mp4:
-                    images.save_mp4(plan.out / f"{stem}.mp4", frames, fps=self.fps)
-                    record["outputs"].append(f"{stem}.mp4")
             self.summary.done += 1
-        self.handle.write(_line(record))
-        self.handle.flush()
+        try:
+            self.handle.write(_line(record))
+            self.handle.flush()
+        except OSError as exc:
+            self.error = self.error or exc
+            return
         if self.progress is not None:
             self.progress(self.summary, item)
 
 
 def execute(translator: "Translator", plan: FolderPlan, *, batch_size: Optional[int] = None, workers: int = 2,
             prefetch: Optional[int] = None, keep_going: bool = False, gif: bool = False, mp4: bool = False,
-            fps: float = 10, progress: Optional[Callable[[FolderSummary, ItemResult], None]] = None) -> FolderSummary:
+            fps: float = 10, progress: Optional[Callable[[FolderSummary, ItemResult], None]] = None,
+            writers: int = 2) -> FolderSummary:
     """Run a :class:`FolderPlan`: rewrite the manifest (kept lines only), then translate and write the rest.
 
     Without ``keep_going`` the first bad input stops the job after the finished results are written (and raises);
@@ -606,7 +658,7 @@ def execute(translator: "Translator", plan: FolderPlan, *, batch_size: Optional[
     group = _group_size(plan.options, batch_size or translator.max_batch)
     with open(manifest, "ab") as handle:
         writer = _Writer(plan, translator, handle, summary, gif=gif, mp4=mp4, fps=fps, progress=progress,
-                         depth=max(2, 2 * group))
+                         depth=max(2, 2 * group), threads=writers)
         writer.start()
         try:
             for item in stream(translator, plan.todo, plan.options, batch_size=batch_size, workers=workers,
@@ -626,6 +678,7 @@ def run_folder(translator: "Translator", inputs: InputSpec, out: str | os.PathLi
                source_domain: Optional[str | int] = None, mode: str = "lerp", layout: str = "folders",
                resume: bool = False, keep_going: bool = False, gif: Optional[bool] = None, mp4: bool = False,
                fps: float = 10, batch_size: Optional[int] = None, workers: int = 2, prefetch: Optional[int] = None,
+               writers: int = 2,
                progress: Optional[Callable[[FolderSummary, ItemResult], None]] = None) -> FolderSummary:
     """Translate files/folders/globs into ``out``: validate all, then decode, batch, write, one manifest line each.
 
@@ -639,9 +692,9 @@ def run_folder(translator: "Translator", inputs: InputSpec, out: str | os.PathLi
                        workers=max(workers, 4))
     return execute(translator, plan, batch_size=batch_size, workers=workers, prefetch=prefetch,
                    keep_going=keep_going, gif=(steps is not None) if gif is None else gif, mp4=mp4, fps=fps,
-                   progress=progress)
+                   progress=progress, writers=writers)
 
 
 __all__ = ["MANIFEST", "LAYOUTS", "InputFile", "JobOptions", "ItemResult", "FolderSummary", "FolderPlan",
            "resolve_inputs", "walk_images", "unique_names", "check_header", "make_options", "stream",
-           "iter_results", "read_manifest", "flat_outputs", "plan_folder", "execute", "run_folder"]
+           "iter_results", "read_manifest", "flat_outputs", "write_outputs", "make_record", "record_line", "plan_folder", "execute", "run_folder"]
