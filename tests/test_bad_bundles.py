@@ -536,3 +536,26 @@ def test_bundle_errors_are_the_cli_one_liner(copy_of: Callable[[], Path]) -> Non
     assert result.exit_code == BundleError.exit_code
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines == [f"error: {root / CONFIG_FILE}: config.img_size must be an integer, got a string ('32')"]
+
+
+def test_graphs_of_replaced_weights_never_run(tmp_path: Path, photo: Path) -> None:
+    """The demo bundle ships ONNX graphs stamped with its weights' sha256: after the weights are swapped, translate
+    refuses (one line, the rebuild commands) instead of running the old graphs and writing a wrong sidecar."""
+    pytest.importorskip("onnxruntime")
+    from safetensors.numpy import load_file, save_file
+
+    from smoothgan.bundle import EMBEDDED_BUNDLE
+
+    copy = tmp_path / "demo"
+    shutil.copytree(EMBEDDED_BUNDLE, copy)
+    arrays = load_file(str(copy / WEIGHTS_FILE))
+    arrays = {k: (v * 1.01).astype(v.dtype) if v.dtype.kind == "f" else v for k, v in arrays.items()}
+    save_file(arrays, str(copy / WEIGHTS_FILE))
+    out = tmp_path / "out"
+    domain = load_bundle(EMBEDDED_BUNDLE).domains[1]
+    result = runner.invoke(app, ["translate", str(photo), "--domain", domain, "--model", str(copy), "--backend",
+                                 "onnxruntime", "--out", str(out)])
+    assert result.exit_code == BundleError.exit_code, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "is not the file this bundle was made with" in lines[0], result.output
+    assert "smoothgan export" in lines[0] and not out.exists()
