@@ -384,9 +384,15 @@ def read_attributes(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Rows of ``root/attributes.jsonl`` (split, file, and the :meth:`SynthAttributes.to_dict` fields)."""
     path = Path(root) / "attributes.jsonl"
     try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, json.JSONDecodeError) as exc:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # JSON errors and non-UTF-8 bytes
         raise InputError(f"cannot read {path}: {exc}") from None
+    bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
+    if bad is not None:
+        raise InputError(f"{path}: row {bad + 1} is not a JSON object")
+    return rows
 
 
 __all__ = [
