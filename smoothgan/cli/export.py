@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from smoothgan.cli.app import ModelOption, Precision, command, console, err_console, fail
 
@@ -21,14 +23,16 @@ def human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _validation_cells(validation: Optional[dict[str, Any]]) -> tuple[str, str, str]:
-    """(max abs, PSNR, status) cells of one ONNX graph's validation record."""
+def _validation_cells(validation: Optional[dict[str, Any]]) -> tuple[str, str, Text]:
+    """(max abs, PSNR, status) cells of one ONNX graph's validation record (styled Text: the console prints
+    strings without markup, so user text such as paths is never interpreted)."""
     if validation is None:
-        return "-", "-", "not validated"
+        return "-", "-", Text("not validated")
     if validation.get("error"):
-        return "-", "-", f"[yellow]ORT CPU cannot run it: {validation['error']}[/]"
+        return "-", "-", Text(f"ORT CPU cannot run it: {validation['error']}", style="yellow")
     max_abs = "inf" if validation["max_abs"] is None else f"{validation['max_abs']:.1e}"
-    return max_abs, f"{validation['psnr_db']:.1f}", "ok" if validation["passed"] else "[bold red]FAILED[/]"
+    status = Text("ok") if validation["passed"] else Text("FAILED", style="bold red")
+    return max_abs, f"{validation['psnr_db']:.1f}", status
 
 
 @command("export")
@@ -37,9 +41,13 @@ def export_command(
     onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Export ONNX graphs (validated vs torch).")] = True,
     trt: Annotated[bool, typer.Option("--trt", help="Also build TensorRT engines from the ONNX graphs.")] = False,
     precision: Annotated[Precision, typer.Option("--precision", help="Of graphs and engines.")] = Precision.fp32,
-    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="TensorRT profile: largest batch.")] = 64,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="TensorRT profile and Triton max_batch_size: "
+                                                                      "largest batch.")] = 64,
     opt_batch: Annotated[int, typer.Option("--opt-batch", min=1, help="TensorRT profile: batch tuned for.")] = 20,
     opset: Annotated[int, typer.Option("--opset", min=18, help="ONNX opset of the graphs.")] = 18,
+    triton: Annotated[Optional[Path], typer.Option("--triton", help="Also write an NVIDIA Triton model repository "
+                                                   "here (the graphs, or the engines with --trt; configs "
+                                                   "validated; needs smoothgan[triton]).")] = None,
 ) -> None:
     """Export a bundle's networks to ONNX (and TensorRT engines) inside the bundle.
 
@@ -53,14 +61,17 @@ def export_command(
 
     4. `smoothgan export --model afhq --no-onnx --trt` (engines from graphs already exported)
 
+    5. `smoothgan export --model afhq --triton triton-repo` (Triton models + translate ensembles, see
+       docs/SERVING.md)
+
     Each ONNX graph is checked with onnx.checker and compared with PyTorch fp32 on ONNX Runtime CPU at batch 1
     and 3 (fp32: max abs <= 1e-4; fp16: PSNR >= 40 dB). bf16 ONNX graphs are not supported.
     """
     from smoothgan.bundle import load_bundle
     from smoothgan.export.onnx import check_precision, export_onnx
 
-    if not onnx and not trt:
-        fail("nothing to export: pass --onnx and/or --trt", 2)
+    if not onnx and not trt and triton is None:
+        fail("nothing to export: pass --onnx, --trt and/or --triton", 2)
     if onnx:
         check_precision(precision.value)
     bundle = load_bundle(model)
@@ -68,11 +79,13 @@ def export_command(
     def progress(message: str) -> None:
         err_console.print(f"[dim]{message}[/]", highlight=False)
 
+    # Numbers never wrap or shrink; in a narrow terminal the artefact paths fold instead (piped output has the
+    # console's wide pipe width, so each row stays one line there).
     table = Table(title=f"{bundle.name}: exported {precision.value}", caption=CAPTION)
-    table.add_column("artefact", no_wrap=True)
+    table.add_column("artefact", overflow="fold", ratio=1)
     for column in ("size", "max abs", "PSNR dB", "time s"):
-        table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("status")
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+    table.add_column("status", overflow="fold")
     failed = 0
     if onnx:
         for art in export_onnx(bundle, precision=precision.value, opset=opset, progress=progress):
@@ -87,6 +100,11 @@ def export_command(
                                     max_batch=max_batch, progress=progress):
             table.add_row(engine.path.relative_to(bundle.path).as_posix(), human_size(engine.size_bytes), "-", "-",
                           f"{engine.build_seconds:.1f}", "reused" if engine.reused else "built")
+    if triton is not None:
+        from smoothgan.serving.triton import export_triton
+
+        for entry in export_triton(bundle, triton, precision=precision.value, max_batch=max_batch, engines=trt):
+            table.add_row(entry.path.as_posix(), "-", "-", "-", "-", f"Triton {entry.backend}, config validated")
     console.print(table)
     if failed:
         fail(f"{failed} ONNX graph(s) outside their tolerance vs torch fp32 (see the table)", 1)
