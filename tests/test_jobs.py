@@ -132,12 +132,30 @@ def test_streamed_results_match_one_image_translate(batch_size: int, tmp_path: P
         assert item.result.metadata["input"] == str(item.input.path) and item.result.metadata["seed"] == 7
 
 
-def test_streamed_interpolations_match_one_image_interpolate(tmp_path: Path, translator) -> None:
+@pytest.fixture(scope="module")
+def hpf_translator(tiny_hpf_bundle):
+    return smoothgan.load(tiny_hpf_bundle.path, backend="torch")
+
+
+@pytest.mark.parametrize("fixture", ["translator", "hpf_translator"])
+def test_streamed_interpolations_match_one_image_interpolate(fixture: str, tmp_path: Path, request) -> None:
+    translator = request.getfixturevalue(fixture)
     paths = make_images(tmp_path, [f"i{k}.png" for k in range(3)])
     for item in translator.iter_translate(paths, "a", steps=4, seed=2, batch_size=5):
         alone = translator.interpolate(item.input.path, "a", steps=4, seed=2)
         assert np.abs(item.result.images.astype(int) - alone.images.astype(int)).max() <= 1
         assert item.result.metadata["source_domains"] == alone.metadata["source_domains"]
+
+
+def test_reference_styles_and_stopping_a_stream_early(tmp_path: Path, translator) -> None:
+    paths = make_images(tmp_path, [f"i{k}.png" for k in range(6)])
+    refs = paths[:2]
+    stream = translator.iter_translate(paths, "b", ref=refs, batch_size=2)
+    first = next(stream)
+    alone = translator.translate(paths[0], "b", ref=refs)
+    np.testing.assert_array_equal(first.result.styles, alone.styles)
+    assert first.result.metadata["style"] == "reference" and first.result.images.shape[1] == 2
+    stream.close()  # the decode pool shuts down, nothing hangs
 
 
 def test_generator_calls_batch_across_images(tmp_path: Path, translator, monkeypatch) -> None:
