@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from smoothgan.backends import create_backend
 from smoothgan.bench import Variant, markdown_table, run_benchmarks, save_results, time_call
-from smoothgan.export.onnx import PSNR_CAP_DB, psnr_db
+from smoothgan.artifacts import PSNR_CAP_DB, psnr_db
 from smoothgan.cli import app
 
 
@@ -55,6 +55,27 @@ def test_bench_cli_writes_named_results(tiny_bundle, tmp_path: Path) -> None:
     assert (tmp_path / "tiny-fp32-bs1-cpu.json").exists() and (tmp_path / "tiny-fp32-bs1-cpu.png").exists()
     bad = CliRunner().invoke(app, ["bench", "--model", str(tiny_bundle.path), "--tasks", "dance"])
     assert bad.exit_code != 0 and "unknown task(s) dance" in bad.output
+
+
+def test_bench_cli_leaves_no_temporary_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default run (random weights, graphs exported for ONNX Runtime) works in a temporary folder that is
+    removed afterwards, even when the run fails."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    result = CliRunner().invoke(app, ["bench", "--preset", "tiny", "--backends", "torch,onnxruntime",
+                                      "--batches", "1", "--tasks", "latent", "--budget", "0", "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "exporting ONNX fp32 graphs" in result.output
+    rows = json.loads(next((tmp_path / "out").glob("*.json")).read_text())["rows"]
+    assert {r["backend"] for r in rows if r["status"] == "ok"} == {"torch", "onnxruntime"}
+    assert not list(scratch.glob("smoothgan-bench-*"))  # (torch may keep its own caches here)
+    bad = CliRunner().invoke(app, ["bench", "--preset", "tiny", "--backends", "nothing", "--out",
+                                   str(tmp_path / "out")])
+    assert not list(scratch.glob("smoothgan-bench-*")), bad.output
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -23,6 +23,18 @@ def _ints(value: str) -> list[int]:
 
         raise InputError(f"expected comma-separated positive integers, got {value!r}")
     return numbers
+
+
+def _export_missing_graphs(bundle: Any, variants: list[Any]) -> None:
+    """ONNX graphs for the ONNX Runtime / TensorRT variants when the bundle has no current ones."""
+    from smoothgan.artifacts import has_onnx_graphs
+
+    for precision in sorted({v.precision for v in variants if v.backend != "torch" and v.precision != "bf16"}):
+        if not has_onnx_graphs(bundle, precision):
+            from smoothgan.export.onnx import export_onnx
+
+            console.print(f"exporting ONNX {precision} graphs for {bundle.name}")
+            export_onnx(bundle, precision=precision, validate=False)
 
 
 @command("bench")
@@ -63,25 +75,19 @@ def bench_command(
     unknown = [t for t in task_list if t not in TASKS]
     if unknown:
         raise InputError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
-    workdir = Path(tempfile.mkdtemp(prefix="smoothgan-bench-"))
-    bundle = load_bundle(model) if model else random_bundle(preset, workdir)
-    model_name = bundle.name
-    variants = [Variant(b, device.value, p) for b in split_list(backends) for p in split_list(precisions)]
-    if compiled:
-        variants += [Variant("torch", device.value, p, "compile channels_last",
-                             {"compile": True, "channels_last": True}) for p in split_list(precisions)]
-    if any(v.backend in ("onnxruntime", "tensorrt") for v in variants):
-        from smoothgan.export.onnx import export_onnx, onnx_path, required_networks
-
-        for precision in {v.precision for v in variants if v.backend != "torch" and v.precision != "bf16"}:
-            if not all(onnx_path(bundle, n, precision).exists() for n in required_networks(bundle.config)):
-                console.print(f"exporting ONNX {precision} graphs for {model_name}")
-                export_onnx(bundle, precision=precision, validate=False)
     batch_list = _ints(batches)
-    cases = len(variants) + 1
-    with progress_bar("benchmarking", cases * (len(task_list) * len(batch_list))) as advance:
-        rows = run_benchmarks(bundle, variants, task_list, batch_list, budget, model_name,
-                              progress=lambda _: advance(1))
+    with tempfile.TemporaryDirectory(prefix="smoothgan-bench-") as workdir:  # random weights + graphs, removed after
+        bundle = load_bundle(model) if model else random_bundle(preset, workdir)
+        model_name = bundle.name
+        variants = [Variant(b, device.value, p) for b in split_list(backends) for p in split_list(precisions)]
+        if compiled:
+            variants += [Variant("torch", device.value, p, "compile channels_last",
+                                 {"compile": True, "channels_last": True}) for p in split_list(precisions)]
+        _export_missing_graphs(bundle, variants)
+        cases = len(variants) + 1
+        with progress_bar("benchmarking", cases * (len(task_list) * len(batch_list))) as advance:
+            rows = run_benchmarks(bundle, variants, task_list, batch_list, budget, model_name,
+                                  progress=lambda _: advance(1))
     machine = machine_info()
     where = machine["gpu"].replace(" ", "_") if device.value == "cuda" else "cpu"
     stem = name or f"{model_name}-{'_'.join(split_list(precisions))}-bs{'_'.join(map(str, batch_list))}-{where}"
