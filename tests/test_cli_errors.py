@@ -109,7 +109,8 @@ def test_options_and_preset_together_are_refused(tmp_path: Path) -> None:
 
 def test_bad_training_options_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "train" / "a").mkdir(parents=True)
-    for text, needle in (("not json", "cannot read"), ("[1, 2]", "JSON object"), ('{"data": 1}', "need")):
+    for text, needle in (("not json", "not valid JSON"), ("[1, 2]", "JSON object"), ('{"data": 1}', "need"),
+                         ('{"data": "d", "model": "tiny", "seed": "7"}', "seed must be an integer")):
         options = tmp_path / "options.json"
         options.write_text(text)
         assert_one_line_error(invoke("train", tmp_path, "--options", options), needle)

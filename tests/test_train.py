@@ -81,10 +81,14 @@ def test_options_json_round_trip_is_strict(options: TrainOptions, tmp_path: Path
     path.write_text(options.to_json())
     assert TrainOptions.from_json(path) == options
     values = options.to_dict()
-    with pytest.raises(InputError, match="unknown training options: lamda_sty"):
+    with pytest.raises(InputError, match="training options: unknown keys lamda_sty"):
         TrainOptions.from_dict({**values, "lamda_sty": 2})
-    with pytest.raises(InputError, match="unknown loss settings"):
+    with pytest.raises(InputError, match=r"training options\.loss: unknown keys lambda_typo"):
         TrainOptions.from_dict({**values, "loss": {**values["loss"], "lambda_typo": 1}})
+    with pytest.raises(InputError, match=r"training options\.batch_size must be an integer"):
+        TrainOptions.from_dict({**values, "batch_size": "8"})
+    with pytest.raises(InputError, match=r"training options\.loss\.lambda_sty must be a number"):
+        TrainOptions.from_dict({**values, "loss": {**values["loss"], "lambda_sty": True}})
     assert TrainOptions.from_dict({**values, "model": "tiny"}).model == MODEL_PRESETS["tiny"].config
     with pytest.raises(InputError, match="needs a CUDA device"):
         options.replace(precision="bf16")

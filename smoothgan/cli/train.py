@@ -90,11 +90,14 @@ def train_command(
     `checkpoints/step-NNNNNN/`; `smoothgan import RUN/checkpoints/step-NNNNNN --out BUNDLE` makes a bundle of
     the EMA networks.
     """
+    from smoothgan.trainer.checkpoint import read_checkpoint
     from smoothgan.trainer.options import TrainOptions
     from smoothgan.trainer.train import preflight, resolve_data, train
 
+    checkpoint = read_checkpoint(resume) if resume is not None else None
     options = TrainOptions.resolve(
-        data, preset=preset.value if preset else None, options_file=options_file, resume=resume,
+        data, preset=preset.value if preset else None, options_file=options_file,
+        resume_options=checkpoint.options if checkpoint else None,
         baseline=baseline, iters=iters, scale_schedules=not fixed_schedules,
         style_reg=style_reg.value if style_reg else None,
         batch_size=batch_size, seed=seed, num_workers=num_workers, print_every=print_every,
@@ -115,21 +118,18 @@ def train_command(
         typer.echo(json.dumps(options.to_dict(), indent=2))
         typer.echo(str(report))
         typer.echo("\n".join(checks))
-        if resume is not None:
-            from smoothgan.trainer.checkpoint import read_checkpoint
-
-            ckpt = read_checkpoint(resume)
-            typer.echo(f"would resume from {ckpt.path} (step {ckpt.step})")
+        if checkpoint is not None:
+            typer.echo(f"would resume from {checkpoint.path} (step {checkpoint.step})")
         return
 
     def show(tick: Any) -> None:
-        console.print(tick.status_line(), highlight=False)
+        console.print(tick.status_line())
 
     result = train(options, out=out, resume=resume, progress=show if main else None)
     if main and result.run_dir is not None:
         console.print(f"done: {result.step} iterations in {result.run_dir}")
         if result.last_checkpoint is not None:
-            console.print(f"make a bundle: smoothgan import {result.last_checkpoint} --out <bundle>", highlight=False)
+            console.print(f"make a bundle: smoothgan import {result.last_checkpoint} --out <bundle>")
 
 
 @command("synth", typer_app=data_app)
@@ -154,11 +154,13 @@ def synth_command(
 
     3. `smoothgan data synth shapes --seed 1 --overwrite`
     """
+    from smoothgan.errors import InputError
+    from smoothgan.fileio import read_json
     from smoothgan.trainer.synth import generate
 
     names = split_list(domains)
     root = generate(out, num_per_domain=per_domain, img_size=img_size, seed=seed, domains=names,
                     val_fraction=val_fraction, overwrite=overwrite)
-    meta = json.loads((root / "synth.json").read_text())
+    meta = read_json(root / "synth.json", InputError)
     console.print(f"wrote {root}: {len(names)} domains ({', '.join(names)}) x {meta['counts']['train']} train + "
-                  f"{meta['counts']['val']} val images of {img_size}px", highlight=False)
+                  f"{meta['counts']['val']} val images of {img_size}px")

@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from smoothgan.config import PRESETS as MODEL_PRESETS
-from smoothgan.config import ModelConfig
-from smoothgan.errors import InputError, SmoothganError
+from smoothgan.config import ModelConfig, strict_from_dict
+from smoothgan.errors import InputError
+from smoothgan.fileio import read_json
 
 FORMAT = "smoothgan-train-options"
 FORMAT_VERSION = 1
@@ -94,12 +95,8 @@ class LossWeights:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> LossWeights:
-        """Build from JSON; unknown keys are an error (a typo must not silently fall back to a default)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(f"unknown loss settings: {', '.join(unknown)}")
-        return cls(**values)
+        """Build from JSON: unknown keys and wrong types are errors (a typo must not become a default)."""
+        return strict_from_dict(cls, values, "loss settings", InputError)
 
 
 @dataclass(frozen=True)
@@ -223,13 +220,13 @@ class TrainOptions:
 
     @classmethod
     def resolve(cls, data: str | os.PathLike[str], *, preset: str | None = None,
-                options_file: str | os.PathLike[str] | None = None, resume: str | os.PathLike[str] | None = None,
+                options_file: str | os.PathLike[str] | None = None, resume_options: TrainOptions | None = None,
                 baseline: bool = False, iters: int | None = None, scale_schedules: bool = True,
                 style_reg: str | None = None, **overrides: Any) -> TrainOptions:
         """The options of a run from what a user gives (the ``smoothgan train`` command line), in one place.
 
-        Start from ``options_file``, else from the checkpoint being resumed (when no ``preset`` is named), else
-        from ``preset`` (default ``small``); then ``overrides`` (``None`` values are ignored), ``baseline``,
+        Start from ``options_file``, else from ``resume_options`` (those stored with the checkpoint being
+        resumed, used when no ``preset`` is named), else from ``preset`` (default ``small``); then ``overrides`` (``None`` values are ignored), ``baseline``,
         ``style_reg`` and ``iters``. Without an explicit ``device`` a fresh run uses CUDA when it is available.
         """
         if preset is not None and options_file is not None:
@@ -238,10 +235,8 @@ class TrainOptions:
         base = None  # options to start from instead of a preset: a JSON file, or the checkpoint being resumed
         if options_file is not None:
             base = cls.from_json(options_file)
-        elif preset is None and resume is not None:
-            from smoothgan.trainer.checkpoint import read_checkpoint
-
-            base = read_checkpoint(resume).options
+        elif preset is None and resume_options is not None:
+            base = resume_options
         if "device" not in overrides and base is None:
             overrides["device"] = default_device()
         if base is not None:
@@ -275,34 +270,15 @@ class TrainOptions:
         fmt, version = values.pop("format", FORMAT), values.pop("format_version", FORMAT_VERSION)
         if fmt != FORMAT or version != FORMAT_VERSION:
             raise InputError(f"not smoothgan training options (format {fmt!r} version {version!r})")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(f"unknown training options: {', '.join(unknown)}")
         if "data" not in values or "model" not in values:
             raise InputError("training options need at least 'data' and 'model'")
-        model = values["model"]
-        if isinstance(model, Mapping):
-            try:
-                values["model"] = ModelConfig.from_dict(dict(model))
-            except (TypeError, SmoothganError) as exc:
-                raise InputError(f"invalid model config in training options: {exc}") from None
-        if isinstance(values.get("loss"), Mapping):
-            values["loss"] = LossWeights.from_dict(values["loss"])
-        for key in ("domains", "betas"):
-            if key in values:
-                values[key] = tuple(values[key])
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise InputError(f"invalid training options: {exc}") from None
+        if isinstance(values["model"], str):  # a model preset name
+            values["model"] = _model_preset(values["model"]).to_dict()
+        return strict_from_dict(cls, values, "training options", InputError)  # nested model and loss too
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> TrainOptions:
-        try:
-            values = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"cannot read training options {path}: {exc}") from None
+        values = read_json(path, InputError)
         if not isinstance(values, dict):
             raise InputError(f"{path} does not hold a JSON object of training options")
         return cls.from_dict(values)
