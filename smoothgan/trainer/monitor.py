@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from smoothgan import images
+from smoothgan.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +119,17 @@ class StatsWriter:
 
 
 def read_stats(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The ticks of a run's ``stats.jsonl``."""
+    """The ticks of a run's ``stats.jsonl``; a torn last line (a run killed mid-write) is left out."""
     path = Path(run_dir) / "stats.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    ticks = []
+    for number, line in enumerate(lines):
+        try:
+            ticks.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number != len(lines) - 1:
+                raise DataError(f"{path}: line {number + 1} is not JSON") from None
+    return ticks
 
 
 # ----------------------------------------------------------------------------------------------------------------
