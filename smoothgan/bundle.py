@@ -43,7 +43,8 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "smoothgan.json"
 WEIGHTS_FILE = "weights.safetensors"
 MODULES = ("generator", "mapping_network", "style_encoder", "fan")
-DEFAULT_PREPROCESSING = {"fit": "crop", "resample": "bilinear-antialias", "range": [-1.0, 1.0]}
+DEFAULT_PREPROCESSING = {"fit": "crop", "resample": "bilinear-antialias", "range": [-1.0, 1.0], "align": "none"}
+ALIGN_MODES = ("none", "face")  # "face": photos are aligned to CelebA-HQ crops before translation
 ENV_MODEL = "SMOOTHGAN_MODEL"
 ASSETS = Path(__file__).parent / "assets"
 EMBEDDED_BUNDLE = ASSETS / "demo"  # the small smoothed model shipped in the package (see EXPERIMENTS.md)
@@ -60,15 +61,22 @@ REBUILD_HINT = ("re-import it (smoothgan import CHECKPOINT --out BUNDLE --overwr
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """``smoothgan.json`` ``preprocessing``: how images become model input (only ``fit`` has a choice today)."""
+    """``smoothgan.json`` ``preprocessing``: how images become model input.
+
+    ``align``: ``"face"`` for models trained on CelebA-HQ-style face crops (photos are aligned with
+    :mod:`smoothgan.faces` first: ``smoothgan translate --align auto``), ``"none"`` for whole images.
+    """
 
     fit: str = "crop"
     resample: str = "bilinear-antialias"
     range: tuple[float, float] = (-1.0, 1.0)
+    align: str = "none"
 
     def __post_init__(self) -> None:
         if self.fit not in FIT_MODES:
             raise BundleError(f"fit must be one of {', '.join(FIT_MODES)}, got {self.fit!r}")
+        if self.align not in ALIGN_MODES:
+            raise BundleError(f"align must be one of {', '.join(ALIGN_MODES)}, got {self.align!r}")
         if self.resample != "bilinear-antialias":
             raise BundleError(f"resample must be 'bilinear-antialias' (the only one implemented), got "
                               f"{self.resample!r}")
@@ -76,7 +84,7 @@ class Preprocessing:
             raise BundleError(f"range must be [-1.0, 1.0] (what the networks were trained on), got {list(self.range)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fit": self.fit, "resample": self.resample, "range": list(self.range)}
+        return {"fit": self.fit, "resample": self.resample, "range": list(self.range), "align": self.align}
 
 
 @dataclass(frozen=True)
@@ -368,16 +376,19 @@ def check_replaceable(out: str | Path, overwrite: bool) -> None:
 
 def save_bundle(out: str | Path, networks: dict[str, Any], config: ModelConfig, domains: tuple[str, ...] | list[str],
                 provenance: Optional[dict[str, Any]] = None, dtype: str = "float32",
-                overwrite: bool = False) -> ModelBundle:
+                overwrite: bool = False, preprocessing: Optional[dict[str, Any]] = None) -> ModelBundle:
     """Write a bundle directory atomically: built in a hidden staging sibling, then swapped into place.
 
     ``out`` may be missing, an empty folder, or (with ``overwrite``) an existing bundle; anything else is refused
-    before any work (:func:`check_replaceable`) and checked again just before the swap.
+    before any work (:func:`check_replaceable`) and checked again just before the swap. ``preprocessing`` keys
+    (e.g. ``{"align": "face"}``) override the defaults.
     """
     import torch
     from safetensors.torch import save_file
 
     domains = check_domains(list(domains), config.num_domains, "domain names", InputError)
+    prep = strict_from_dict(Preprocessing, {**DEFAULT_PREPROCESSING, **(preprocessing or {})}, "preprocessing",
+                            InputError).to_dict()
     if dtype not in WEIGHT_DTYPES:
         raise InputError(f"weights dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
     out = Path(out)
@@ -397,7 +408,7 @@ def save_bundle(out: str | Path, networks: dict[str, Any], config: ModelConfig, 
     with atomic_dir(out, before_replace=lambda target: check_replaceable(target, overwrite)) as staging:
         save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT})
         bundle = ModelBundle(staging, config, domains, sha256_file(staging / WEIGHTS_FILE), provenance,
-                             weights_dtype=dtype)
+                             preprocessing=prep, weights_dtype=dtype)
         bundle.save_metadata()
     bundle.path = out
     return bundle

@@ -9,7 +9,10 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from smoothgan.cli.app import command, console, fail, split_list
+from smoothgan.bundle import ALIGN_MODES
+from smoothgan.cli.app import choice_enum, command, console, fail, split_list
+
+AlignMode = choice_enum("AlignMode", ALIGN_MODES)
 
 
 @command("import")
@@ -24,6 +27,9 @@ def import_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing bundle, atomically (only a "
                                             "bundle: a file, a link or a folder holding anything else is never "
                                             "replaced).")] = False,
+    align: Annotated[Optional[AlignMode], typer.Option(
+        "--align", help="Preprocessing recorded in the bundle: face (photos aligned to CelebA-HQ crops; the "
+        "default for models with a FAN / --wing) or none (whole images; the default otherwise).")] = None,
 ) -> None:
     """Turn an official StarGAN v2 / smoothing checkpoint, or a smoothgan training checkpoint, into a bundle.
 
@@ -42,17 +48,20 @@ def import_command(
     if checkpoint.is_dir():
         from smoothgan.trainer.checkpoint import export_bundle
 
-        bundle = export_bundle(checkpoint, out, domains=split_list(domains) or None, overwrite=overwrite, name=name)
+        bundle = export_bundle(checkpoint, out, domains=split_list(domains) or None, overwrite=overwrite, name=name,
+                               align=align.value if align else None)
     else:
         from smoothgan.models.checkpoints import import_to_bundle
 
         if not domains:
             fail("--domains is required for official checkpoints (names in index order, e.g. female,male)", 2)
-        bundle = import_to_bundle(checkpoint, split_list(domains), out, wing=wing, overwrite=overwrite, name=name)
+        bundle = import_to_bundle(checkpoint, split_list(domains), out, wing=wing, overwrite=overwrite, name=name,
+                                  align=align.value if align else None)
     cfg = bundle.config
     console.print(
         f"imported {checkpoint.name} -> {bundle.path}: img_size {cfg.img_size}, domains "
-        f"{', '.join(bundle.domains)}, w_hpf {cfg.w_hpf:g}, sha256 {bundle.weights_sha256[:12]}"
+        f"{', '.join(bundle.domains)}, w_hpf {cfg.w_hpf:g}, align {bundle.preprocessing.get('align', 'none')}, "
+        f"sha256 {bundle.weights_sha256[:12]}"
     )
     for note in bundle.provenance.get("notes", []):
         console.print(f"  note: {note}")

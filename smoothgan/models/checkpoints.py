@@ -316,8 +316,12 @@ def load_fan(entry: Any, wing: Optional[str | Path], source: str | Path) -> FAN:
 
 def import_to_bundle(path: str | Path, domains: list[str] | tuple[str, ...], out: str | Path,
                      wing: Optional[str | Path] = None, overwrite: bool = False,
-                     name: Optional[str] = None) -> "ModelBundle":
-    """``smoothgan import``: an official checkpoint (+ wing.ckpt) -> a bundle with provenance and sha256s."""
+                     name: Optional[str] = None, align: Optional[str] = None) -> "ModelBundle":
+    """``smoothgan import``: an official checkpoint (+ wing.ckpt) -> a bundle with provenance and sha256s.
+
+    ``align`` is recorded in the bundle's preprocessing: ``"face"`` (photos are aligned to CelebA-HQ crops
+    before translation) is the default for models with a FAN (CelebA-HQ style), ``"none"`` otherwise.
+    """
     from smoothgan.bundle import check_domains, check_replaceable, save_bundle
     from smoothgan.errors import InputError
     from smoothgan.fileio import sha256_file
@@ -341,4 +345,7 @@ def import_to_bundle(path: str | Path, domains: list[str] | tuple[str, ...], out
     if imported.fan_source == "wing":
         provenance["wing"] = Path(wing).name
         provenance["wing_sha256"] = sha256_file(wing)
-    return save_bundle(out, imported.networks, config, tuple(domains), provenance, overwrite=overwrite)
+    if align is None:
+        align = "face" if config.uses_masks else "none"
+    return save_bundle(out, imported.networks, config, tuple(domains), provenance, overwrite=overwrite,
+                       preprocessing={"align": align})

@@ -259,11 +259,13 @@ def export_bundle(
     domains: Sequence[str] | None = None,
     overwrite: bool = False,
     name: str | None = None,
+    align: str | None = None,
 ) -> ModelBundle:
     """Write the EMA networks (+ FAN) of a training checkpoint as a bundle; domain names from the run's data.
 
     ``checkpoint_dir`` may also be a run directory (its latest checkpoint is used). ``domains`` overrides the
-    stored names (same count, index order).
+    stored names (same count, index order). ``align`` is recorded in the bundle's preprocessing (default:
+    ``"face"`` for models with a FAN, ``"none"`` otherwise; see :func:`smoothgan.models.checkpoints.import_to_bundle`).
     """
     from smoothgan.bundle import check_replaceable, save_bundle
     from smoothgan.fileio import sha256_file
@@ -288,7 +290,9 @@ def export_bundle(
         "variant": "baseline" if ckpt.options.baseline else "smoothed",
         "notes": [f"EMA weights after {ckpt.step} iterations"],
     }
-    return save_bundle(out, networks, config, names, provenance, overwrite=overwrite)
+    if align is None:
+        align = "face" if config.uses_masks else "none"
+    return save_bundle(out, networks, config, names, provenance, overwrite=overwrite, preprocessing={"align": align})
 
 
 __all__ = [
