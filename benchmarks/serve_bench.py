@@ -17,7 +17,6 @@ import os
 import platform
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,12 +59,16 @@ def photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
     return paths
 
 
-def direct(model: Path, backend: str, precision: str, sources: list[Path], max_batch: int,
-           count: int) -> dict[str, Any]:
+def engine(threads: Optional[int]) -> dict[str, Any]:
+    return {} if threads is None else {"threads": threads}
+
+
+def direct(model: Path, backend: str, precision: str, sources: list[Path], max_batch: int, count: int,
+           threads: Optional[int]) -> dict[str, Any]:
     """One image per call (``count`` calls), then the same images in calls of ``max_batch``."""
     from smoothgan.translator import load
 
-    translator = load(model, backend=backend, precision=precision, max_batch=max_batch)
+    translator = load(model, backend=backend, precision=precision, max_batch=max_batch, **engine(threads))
     domain = translator.domains[0]
     translator.translate(sources[0], domain)  # warm-up
     latencies = []
@@ -102,14 +105,15 @@ def get(url: str, timeout: float = 5) -> tuple[int, bytes]:
 
 
 def serve(model: Path, backend: str, precision: str, sources: list[Path], clients: int, requests: int,
-          max_batch: int, max_wait_ms: float, replicas: int) -> dict[str, Any]:
+          max_batch: int, max_wait_ms: float, replicas: int, threads: Optional[int]) -> dict[str, Any]:
     """Start ``smoothgan serve``, wait until healthy, then ``clients`` threads x ``requests`` POST /translate."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = Path(tempfile.mkstemp(prefix="serve-bench-", suffix=".log")[1])
     cmd = [sys.executable, "-c", "from smoothgan.cli import main; main()", "serve", str(model), "--port", str(port),
            "--backend", backend, "--precision", precision, "--max-batch", str(max_batch), "--max-wait-ms",
-           str(max_wait_ms), "--replicas", str(replicas), "--cpus-per-replica", "0.5"]
+           str(max_wait_ms), "--replicas", str(replicas), "--cpus-per-replica", "0.5"] + \
+        ([] if threads is None else ["--threads", str(threads)])
     started = time.perf_counter()
     with open(log, "wb") as handle:
         process = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
@@ -164,13 +168,13 @@ def serve(model: Path, backend: str, precision: str, sources: list[Path], client
                 process.wait(10)
 
 
-def offline(model: Path, backend: str, precision: str, folder: Path, work: Path, batch: int,
-            actors: int) -> dict[str, Any]:
+def offline(model: Path, backend: str, precision: str, folder: Path, work: Path, batch: int, actors: int,
+            threads: Optional[int]) -> dict[str, Any]:
     """``smoothgan batch`` (Ray Data) beside the folder job on the same files, both writing flat PNGs."""
     from smoothgan.serving.ray_data import run_batch
     from smoothgan.translator import load
 
-    translator = load(model, backend=backend, precision=precision, max_batch=batch)
+    translator = load(model, backend=backend, precision=precision, max_batch=batch, **engine(threads))
     domain = translator.domains[0]
     t0 = time.perf_counter()
     folder_summary = translator.translate_folder(folder, work / "folder", domain, layout="flat", batch_size=batch)
@@ -178,7 +182,7 @@ def offline(model: Path, backend: str, precision: str, folder: Path, work: Path,
     translator.close()
     t0 = time.perf_counter()
     summary = run_batch(folder, work / "ray", domain, model=str(model), backend=backend, precision=precision,
-                        actors=actors, batch_size=batch, num_cpus=os.cpu_count())
+                        actors=actors, batch_size=batch, num_cpus=os.cpu_count(), threads=threads)
     ray_wall = time.perf_counter() - t0
     return {"files": summary.total, "folder_img_s": folder_summary.done / folder_summary.seconds,
             "folder_wall_s": folder_wall, "ray_img_s": summary.done / summary.seconds, "ray_wall_s": ray_wall,
@@ -214,6 +218,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--files", type=int, default=200, help="offline job size (0: skip)")
     parser.add_argument("--actors", type=int, default=1)
+    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads everywhere (default: cores)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
@@ -224,18 +229,20 @@ def main(argv: Optional[list[str]] = None) -> None:
                                   "precision": args.precision,
                                   "command": "python benchmarks/serve_bench.py " + " ".join(argv or sys.argv[1:])}
         total = args.clients * args.requests
-        result["direct"] = direct(model, args.backend, args.precision, sources, args.max_batch, total)
+        result["threads"] = args.threads
+        result["direct"] = direct(model, args.backend, args.precision, sources, args.max_batch, total, args.threads)
         result["serve"] = serve(model, args.backend, args.precision, sources, args.clients, args.requests,
-                                args.max_batch, args.max_wait_ms, args.replicas)
+                                args.max_batch, args.max_wait_ms, args.replicas, args.threads)
         if args.files:
             result["offline"] = offline(model, args.backend, args.precision, work / "photos", work, args.max_batch,
-                                        args.actors)
+                                        args.actors, args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     device = "cpu"
-    path = args.out / f"serve-{args.backend}-{args.precision}-{device}.json"
+    threads = "" if args.threads is None else f"-t{args.threads}"
+    path = args.out / f"serve-{args.backend}-{args.precision}-bs{args.max_batch}-{device}{threads}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     d, s = result["direct"], result["serve"]
-    print(f"| path | img/s | p50 ms | p99 ms | notes |\n|---|---|---|---|---|")
+    print("| path | img/s | p50 ms | p99 ms | notes |\n|---|---|---|---|---|")
     print(f"| direct, 1 image per call | {d['single_img_s']:.1f} | {d['single_p50_ms']:.1f} | {d['single_p99_ms']:.1f} "
           f"| {d['images']} calls, {d['backend']} |")
     print(f"| direct, batches of {d['batch']} | {d['batched_img_s']:.1f} | - | - | |")

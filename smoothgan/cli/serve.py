@@ -54,6 +54,8 @@ def serve_command(
     = 16_000_000,
     max_steps: Annotated[int, typer.Option("--max-steps", min=2, help="Most interpolation frames.")] = 64,
     max_num: Annotated[int, typer.Option("--max-num", min=1, help="Most latent styles per request.")] = 16,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="ONNX Runtime intra-op threads per "
+                                                   "replica (default: physical cores).")] = None,
 ) -> None:
     """Serve a bundle over HTTP on Ray Serve, batching concurrent requests; stops cleanly on SIGTERM or Ctrl-C.
 
@@ -80,7 +82,7 @@ def serve_command(
     application = app(bundle, backend=backend.value, device=device.value, precision=precision.value,
                       max_batch=max_batch, max_wait_ms=max_wait_ms, replicas=replicas, num_cpus=cpus_per_replica,
                       num_gpus=gpus_per_replica,
-                      limits=Limits(max_bytes, max_pixels, max_steps, max_num))
+                      limits=Limits(max_bytes, max_pixels, max_steps, max_num), threads=threads)
     err_console.print("starting Ray Serve (this takes a while the first time)...")
 
     def ready(url: str) -> None:
@@ -119,6 +121,8 @@ def batch_command(
     = True,
     keep_going: Annotated[bool, typer.Option("--keep-going/--fail-fast", help="Record bad files and go on, or "
                                              "stop before running if a file is unreadable.")] = True,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="ONNX Runtime intra-op threads per "
+                                                   "actor (default: physical cores).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-file lines.")] = False,
 ) -> None:
     """Translate a folder (or files, or a glob) on a Ray Data actor pool, locally or on a Ray cluster.
@@ -160,7 +164,7 @@ def batch_command(
                         precision=precision.value, num=num, seed=seed, steps=steps, ref=ref,
                         source_domain=source_domain, layout=layout, resume=resume, keep_going=keep_going,
                         actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
-                        batch_size=batch_size, ray_address=ray_address, progress=progress)
+                        batch_size=batch_size, ray_address=ray_address, threads=threads, progress=progress)
     rate = summary.done / summary.seconds if summary.seconds > 0 else 0.0
     console.print(f"translated {summary.done}, skipped {summary.skipped} already done, failed {summary.failed} of "
                   f"{summary.total} input(s) ({rate:.1f} img/s); manifest {summary.manifest}",

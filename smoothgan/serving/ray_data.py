@@ -76,10 +76,12 @@ class TranslateActor:
     """One Ray actor: a translator loaded once, translating and writing the batches Ray Data gives it."""
 
     def __init__(self, bundle: str, backend: str, device: str, precision: str, batch_size: int,
-                 options: jobs.JobOptions, out: str, layout: str, gif: bool, mp4: bool, fps: float) -> None:
+                 options: jobs.JobOptions, out: str, layout: str, gif: bool, mp4: bool, fps: float,
+                 engine: dict[str, Any]) -> None:
         from smoothgan.translator import load
 
-        self.translator = load(bundle, backend=backend, device=device, precision=precision, max_batch=batch_size)
+        self.translator = load(bundle, backend=backend, device=device, precision=precision, max_batch=batch_size,
+                               **engine)
         self.options, self.batch_size = options, batch_size
         self.plan = jobs.FolderPlan([], [], [], options, Path(out), layout)
         self.gif, self.mp4, self.fps = gif, mp4, fps
@@ -99,7 +101,7 @@ def run_batch(inputs: jobs.InputSpec, out: str | os.PathLike[str], domain: str, 
               layout: str = "flat", resume: bool = True, keep_going: bool = True, gif: Optional[bool] = None,
               mp4: bool = False, fps: float = 10, actors: int = 1, cpus_per_actor: float = 0.5,
               gpus_per_actor: Optional[float] = None, batch_size: int = 16, ray_address: Optional[str] = None,
-              num_cpus: Optional[int] = None,
+              num_cpus: Optional[int] = None, threads: Optional[int] = None,
               progress: Optional[Callable[[jobs.FolderSummary, dict[str, Any]], None]] = None) -> jobs.FolderSummary:
     """Translate files/folders/globs into ``out`` with a Ray Data actor pool; returns the job's counts.
 
@@ -109,7 +111,7 @@ def run_batch(inputs: jobs.InputSpec, out: str | os.PathLike[str], domain: str, 
     caps it); with ``HOST:6379`` (or ``auto``) the job runs on that cluster. ``resume`` skips inputs the manifest
     records as done for the same job. Bad files are recorded in the manifest (``summary.failed``); without
     ``keep_going`` a file whose header is unreadable stops the job before anything runs.
-    ``progress(summary, record)`` is called per manifest line.
+    ``progress(summary, record)`` is called per manifest line. ``threads``: ONNX Runtime intra-op threads per actor.
     """
     from smoothgan.bundle import load_bundle
     from smoothgan.translator import Translator, check_count
@@ -144,7 +146,7 @@ def run_batch(inputs: jobs.InputSpec, out: str | os.PathLike[str], domain: str, 
     started = init_ray(ray_address, num_cpus)
     try:
         _execute(plan, bundle.path, summary, backend, device, precision, batch_size, actors, cpus_per_actor, gpus,
-                 write_gif, mp4, fps, progress)
+                 write_gif, mp4, fps, progress, {} if threads is None else {"threads": int(threads)})
     finally:
         if started:
             import ray
@@ -170,8 +172,8 @@ def _record(summary: jobs.FolderSummary, handle: Any, line: bytes,
 
 def _execute(plan: jobs.FolderPlan, bundle: Path, summary: jobs.FolderSummary, backend: str, device: str,
              precision: str, batch_size: int, actors: int, cpus: float, gpus: float, gif: bool, mp4: bool,
-             fps: float,
-             progress: Optional[Callable[[jobs.FolderSummary, dict[str, Any]], None]]) -> None:
+             fps: float, progress: Optional[Callable[[jobs.FolderSummary, dict[str, Any]], None]],
+             engine: dict[str, Any]) -> None:
     import ray.data
 
     context = ray.data.DataContext.get_current()
@@ -185,7 +187,7 @@ def _execute(plan: jobs.FolderPlan, bundle: Path, summary: jobs.FolderSummary, b
         fn_constructor_kwargs={"bundle": str(bundle.resolve()), "backend": backend, "device": device,
                                "precision": precision, "batch_size": batch_size, "options": plan.options,
                                "out": str(plan.out.resolve()), "layout": plan.layout, "gif": gif, "mp4": mp4,
-                               "fps": fps})
+                               "fps": fps, "engine": engine})
     started = time.perf_counter()
     with open(summary.manifest, "ab") as handle:
         for row in translated.iter_rows():

@@ -52,13 +52,13 @@ class SmoothganDeployment:
     """A Serve replica: the HTTP contract around one translator, with cross-request batching."""
 
     def __init__(self, bundle: str, backend: str, device: str, precision: str, max_batch: int, max_wait_ms: float,
-                 limits: dict[str, int]) -> None:
+                 limits: dict[str, int], options: dict[str, Any]) -> None:
         from smoothgan.translator import load
 
         logging.getLogger("smoothgan").setLevel(logging.INFO)
         self.limits = Limits(**limits)
         self.service = Service(load(bundle, backend=backend, device=device, precision=precision,
-                                    max_batch=max_batch), max_wait_ms)
+                                    max_batch=max_batch, **options), max_wait_ms)
         self._generate.set_max_batch_size(max_batch)
         self._generate.set_batch_wait_timeout_s(max_wait_ms / 1000.0)
         self._model = ThreadPoolExecutor(1, thread_name_prefix="smoothgan-model")  # engine calls, in order
@@ -112,11 +112,6 @@ class SmoothganDeployment:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._model, self.service.generate, batch)
 
-    def check_health(self) -> None:
-        """Serve's health probe: the replica is healthy while its model thread is alive."""
-        if self._model._shutdown:  # type: ignore[attr-defined]
-            raise RuntimeError("model executor stopped")
-
     def __del__(self) -> None:
         for pool in (getattr(self, "_model", None), getattr(self, "_codec", None)):
             if pool is not None:
@@ -126,13 +121,14 @@ class SmoothganDeployment:
 def app(bundle: str | os.PathLike[str] | None = None, *, backend: str = "auto", device: str = "cpu",
         precision: str = "fp32", max_batch: int = 16, max_wait_ms: float = 10.0, replicas: int = 1,
         num_cpus: float = 1.0, num_gpus: Optional[float] = None, limits: Optional[Limits] = None,
-        max_ongoing_requests: Optional[int] = None) -> "serve.Application":
+        max_ongoing_requests: Optional[int] = None, threads: Optional[int] = None) -> "serve.Application":
     """The Serve application for ``bundle`` (checked here, before anything is deployed).
 
     ``max_batch``: most requests per batch and most generator rows per engine call; ``max_wait_ms``: how long
     the first request of a batch waits for more. ``num_cpus``/``num_gpus``: Ray resources per replica (GPUs default
     to 1 on ``cuda``). ``max_ongoing_requests`` per replica defaults to ``4 * max_batch`` (at least 32), so a
-    full batch can queue behind the running one.
+    full batch can queue behind the running one. ``threads``: ONNX Runtime intra-op threads per replica (default:
+    the physical cores; 1 is faster on a machine that is busy with other work).
     """
     from smoothgan.bundle import load_bundle
     from smoothgan.translator import check_count
@@ -149,7 +145,7 @@ def app(bundle: str | os.PathLike[str] | None = None, *, backend: str = "auto", 
         num_replicas=replicas, max_ongoing_requests=ongoing,
         ray_actor_options={"num_cpus": float(num_cpus), "num_gpus": gpus})
     return deployment.bind(str(loaded.path.resolve()), backend, device, precision, max_batch, float(max_wait_ms),
-                           asdict(limits or Limits()))
+                           asdict(limits or Limits()), {} if threads is None else {"threads": int(threads)})
 
 
 def check_port(host: str, port: int) -> None:
