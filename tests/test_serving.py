@@ -15,7 +15,6 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -162,6 +161,12 @@ def test_app_is_a_serve_application(tiny_bundle: Any) -> None:
     assert isinstance(application, serve.Application)
     with pytest.raises(Exception, match="runs on"):
         smoothgan.serving.app(tiny_bundle.path, backend="tensorrt", device="cpu")
+
+
+def test_importing_smoothgan_and_the_cli_does_not_import_ray() -> None:
+    code = ("import sys, smoothgan, smoothgan.cli, smoothgan.serving, smoothgan.serving.http; "
+            "sys.exit(3 if 'ray' in sys.modules or 'tritonclient' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
 # ---- the real server ----------------------------------------------------------------------------------------
