@@ -128,6 +128,43 @@ def test_broken_repositories_are_reported(exported: Any, tmp_path: Path) -> None
         triton.export_triton(exported, tmp_path / "x", kind="KIND_TPU")
 
 
+def test_tensorrt_engines_become_tensorrt_models(exported: Any, tmp_path: Path) -> None:
+    """With engines, each network is a tensorrt model (model.plan, the profile's max batch), I/O from its graph.
+    The plan files here are placeholders: Triton's tensorrt backend is not available to load them."""
+    import json
+
+    from smoothgan.artifacts import MANIFEST_FORMAT, MANIFEST_VERSION
+
+    folder = exported.path / "engines" / "nvidia-h100-sm90-trt10.13.0.35-fp32"
+    folder.mkdir(parents=True)
+    networks = {}
+    for network in required_networks(exported.config):
+        (folder / f"{network}.engine").write_bytes(network.encode())
+        networks[network] = {"file": f"{network}.engine"}
+    manifest = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION, "precision": "fp32",
+                "weights_sha256": exported.weights_sha256, "tensorrt": {"module": "tensorrt", "version": "10.13"},
+                "profile": {"min_batch": 1, "opt_batch": 8, "max_batch": 32}, "created": "2026-11-30T00:00:00",
+                "networks": networks}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    rtx = exported.path / "engines" / "rtx-folder-fp32"
+    shutil.copytree(folder, rtx)
+    (rtx / "manifest.json").write_text(json.dumps({**manifest, "tensorrt": {"module": "tensorrt_rtx"},
+                                                   "created": "2027-01-01T00:00:00"}))
+    try:
+        repo = tmp_path / "repo"
+        models = {m.name: m for m in triton.export_triton(exported, repo, engines=True)}
+        generator = triton.parse_config(repo / "tiny_generator" / "config.pbtxt")
+        assert generator.backend == "tensorrt" and generator.max_batch_size == 32
+        assert (repo / "tiny_generator" / "1" / "model.plan").read_bytes() == b"generator"
+        assert models["tiny_translate"].max_batch_size == 32
+        graphs = {f"tiny_{n}": exported.path / "onnx" / f"{n}-fp32.onnx" for n in required_networks(exported.config)}
+        assert triton.validate_repository(repo, graphs=graphs) == []
+        without = triton.export_triton(exported, tmp_path / "plain", engines=False)
+        assert {m.backend for m in without} == {"onnxruntime", "ensemble"}
+    finally:
+        shutil.rmtree(exported.path / "engines")
+
+
 def test_hpf_ensemble_wiring_with_fan_masks(tmp_path: Path) -> None:
     """The w_hpf > 0 pipeline (FAN masks into the generator), from the graphs' I/O table, without exporting."""
     config = get_preset("tiny-hpf").config

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from smoothgan.artifacts import find_engine_folders, onnx_graphs, read_manifest, required_networks
+from smoothgan.artifacts import ENGINE_DIR, MANIFEST_FILE, onnx_graphs, read_manifest, required_networks
 from smoothgan.errors import BackendError, InputError
 from smoothgan.fileio import atomic_dir
 
@@ -147,13 +147,31 @@ def default_prefix(bundle: "ModelBundle") -> str:
 
 
 def _engines(bundle: "ModelBundle", precision: str) -> Optional[tuple[Path, dict[str, Any]]]:
-    """The bundle's newest TensorRT (not TensorRT-RTX) engine folder of ``precision`` with every network, if any."""
-    for folder in reversed(find_engine_folders(bundle, precision, None, None)):
-        manifest = read_manifest(folder)
-        if manifest.get("tensorrt", {}).get("module") == "tensorrt" and \
-                set(required_networks(bundle.config)) <= set(manifest.get("networks", {})):
-            return folder, manifest
-    return None
+    """The bundle's newest TensorRT engine folder of ``precision`` built from its weights with every network.
+
+    TensorRT-RTX engines are skipped (Triton's tensorrt backend cannot load them). The GPU is not checked here:
+    the engines must match the GPU and TensorRT version of the Triton server that loads them.
+    """
+    root = bundle.path / ENGINE_DIR
+    found = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if not folder.is_dir() or not (folder / MANIFEST_FILE).is_file():
+            continue
+        try:
+            manifest = read_manifest(folder)
+        except BackendError as exc:
+            log.warning("skipping %s: %s", folder, exc)
+            continue
+        networks = manifest.get("networks") or {}
+        if (manifest.get("tensorrt", {}).get("module") == "tensorrt" and manifest.get("precision") == precision
+                and manifest.get("weights_sha256") == bundle.weights_sha256
+                and all(n in networks and (folder / networks[n].get("file", "")).is_file()
+                        for n in required_networks(bundle.config))):
+            found.append((str(manifest.get("created", "")), folder, manifest))
+    if not found:
+        return None
+    _, folder, manifest = max(found, key=lambda entry: entry[0])
+    return folder, manifest
 
 
 def _ensembles(prefix: str, models: dict[str, TritonModel], uses_masks: bool) -> list[TritonModel]:
