@@ -304,3 +304,56 @@ def test_shipped_demo_graphs_match_the_shipped_weights() -> None:
         backend = create_backend(demo, name)
         outputs[name] = backend.generate(x, backend.mapping(z, [0, 2]))
     assert np.abs(outputs["onnxruntime"] - outputs["torch"]).max() <= 1e-4
+
+
+def _export_process(bundle: Path) -> "subprocess.Popen[str]":
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.Popen([sys.executable, "-m", "smoothgan", "export", "--model", str(bundle)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _graphs_are_whole(bundle: Path) -> None:
+    """Each graph present is a complete smoothgan graph of these weights: the old one or a new one."""
+    from smoothgan.artifacts import onnx_graphs
+
+    onnx_graphs(load_bundle(bundle), "fp32")  # all present, readable metadata, current
+    for path in (bundle / "onnx").glob("*.onnx"):
+        onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+@pytest.mark.slow
+def test_killed_exports_leave_old_or_new_graphs_and_the_next_export_cleans_up(tiny_bundle, tmp_path: Path) -> None:
+    """kill -9 `smoothgan export` at random moments (12 trials over the length of a full run): the graphs are
+    always whole (old or new); staging files a kill leaves are removed by the next export, which ends clean.
+    The piped summary is readable at any width: every row one line, no '…' for a number."""
+    import signal
+    import time
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle.path, bundle, ignore=shutil.ignore_patterns("onnx", "engines"))
+    start = time.perf_counter()
+    first = _export_process(bundle)
+    output, _ = first.communicate(timeout=600)
+    full = time.perf_counter() - start
+    assert first.returncode == 0, output
+    assert "…" not in output and all(f"onnx/{n}-fp32.onnx" in output for n in ("mapping_network", "generator"))
+    _graphs_are_whole(bundle)
+    rng = np.random.default_rng(0)
+    leftovers_seen = 0
+    for delay in rng.uniform(0.2 * full, full, 12):
+        process = _export_process(bundle)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=60)
+        _graphs_are_whole(bundle)
+        leftovers_seen += len(list((bundle / "onnx").glob(".*")))
+    last = _export_process(bundle)
+    output, _ = last.communicate(timeout=600)
+    assert last.returncode == 0, output
+    _graphs_are_whole(bundle)
+    hidden = [p.relative_to(bundle).as_posix() for p in bundle.rglob(".*")]
+    assert hidden == [], f"left behind after a clean export: {hidden} ({leftovers_seen} seen after kills)"

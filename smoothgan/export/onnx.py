@@ -405,11 +405,13 @@ def export_onnx(bundle: "ModelBundle", precision: str = "fp32", opset: int = 18,
     against :func:`io_spec`, then ``onnx.checker`` (full check), an atomic write, validation against torch fp32
     on ONNX Runtime CPU (:func:`validate_graph`, unless ``validate=False``; a graph outside its tolerance is
     logged and recorded with ``passed: false``) and a record in ``smoothgan.json`` under ``artifacts.onnx``.
+    A kill at any moment leaves each graph either old or new and complete; the next export removes the staging
+    files a killed one left in ``onnx/``.
     """
     import onnx
     import torch
 
-    from smoothgan.fileio import atomic_path, sha256_file
+    from smoothgan.fileio import atomic_path, clean_stale, sha256_file
 
     check_precision(precision)
     if opset < MIN_OPSET:
@@ -420,6 +422,7 @@ def export_onnx(bundle: "ModelBundle", precision: str = "fp32", opset: int = 18,
     if unknown:
         raise BackendError(f"unknown network(s) {', '.join(unknown)} for this model; it has {', '.join(required)}")
     exporter = f"torch.onnx.export(dynamo=True), torch {torch.__version__}"
+    clean_stale(bundle.path / ONNX_DIR)  # staging files of killed exports (each graph is written atomically)
     modules = bundle.build_networks("cpu")
     artifacts = []
     report = progress or log.info

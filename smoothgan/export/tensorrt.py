@@ -63,7 +63,7 @@ from smoothgan.artifacts import (
 from smoothgan.artifacts import check_engine_precision as check_precision
 from smoothgan.backends.trt_runtime import INSTALL_HINT, capture_logger, detect_gpu, import_tensorrt, rtx_ccs
 from smoothgan.errors import BackendError
-from smoothgan.fileio import atomic_path, sha256_file, write_bytes_atomic, write_json_atomic
+from smoothgan.fileio import atomic_path, clean_stale, sha256_file, write_bytes_atomic, write_json_atomic
 
 if TYPE_CHECKING:
     from smoothgan.bundle import ModelBundle
@@ -234,6 +234,7 @@ def build_engines(bundle: "ModelBundle", precision: str = "fp16", min_batch: int
     target_gpu, ccs = resolve_target(trt, gpu if gpu is not None else detect_gpu(), target_cc)
     name = folder_name(target_gpu, ccs, trt, precision)
     folder = bundle.path / ENGINE_DIR / name
+    clean_stale(folder)  # staging files of a killed build (engines, manifest, timing cache)
     def current(path: Path) -> bool:  # exported from these weights
         try:
             return path.is_file() and read_metadata(path).get("weights_sha256") == bundle.weights_sha256
