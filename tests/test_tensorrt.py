@@ -540,3 +540,25 @@ def test_tensorrt_backend_matches_torch_fp32(bundles: dict[str, ModelBundle], pr
     np.testing.assert_array_equal(again.generate(x["image"][:3], style[:3], None if masks is None else
                                                  (masks[0][:3], masks[1][:3])), got["generate"][:3])
     again.close()
+
+
+def test_close_saves_the_tensorrt_rtx_runtime_cache(bundles: dict[str, ModelBundle], tmp_path: Path) -> None:
+    """TensorRT-RTX's JIT-compiled kernels are written to the engine folder on close (once), also when the
+    backend is closed by a Translator used as a context manager."""
+    from smoothgan.artifacts import RUNTIME_CACHE_FILE
+    from smoothgan.translator import Translator
+
+    class Cache:
+        def serialize(self) -> bytes:
+            return b"kernels"
+
+    bundle = bundles["tiny"]
+    engines = {n: FakeEngine(onnx_path(bundle, n, "fp32"), max_batch=2) for n in required_networks(bundle.config)}
+    backend = TensorRTBackend.from_runner(bundle.config, EngineRunner(FAKE_TRT, engines, TorchMemory("cpu")))
+    backend._runtime_cache, backend.folder = Cache(), tmp_path
+    with Translator(bundle, backend) as translator:
+        translator.backend.mapping(_inputs(bundle, 1)["latent"], [0])
+    assert (tmp_path / RUNTIME_CACHE_FILE).read_bytes() == b"kernels"
+    (tmp_path / RUNTIME_CACHE_FILE).unlink()
+    backend.close()  # already saved: nothing more to write
+    assert not (tmp_path / RUNTIME_CACHE_FILE).exists()
