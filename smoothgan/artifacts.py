@@ -372,6 +372,6 @@ __all__ = [
     "BATCH", "CPU_GPU", "ENGINE_DIR", "ENGINE_PRECISIONS", "FORMAT_VERSION", "GpuInfo", "MANIFEST_FILE",
     "MASK_SIZE", "NETWORKS", "ONNX_DIR", "ONNX_PRECISIONS", "RUNTIME_CACHE_FILE", "TIMING_CACHE_FILE",
     "check_engine_precision", "check_onnx_precision", "checked_manifest", "export_command", "find_engine_folders",
-    "folder_name", "has_onnx_graphs", "io_spec", "manifest_problem", "module_name", "onnx_graphs", "onnx_path", "psnr_db",
-    "read_manifest", "read_metadata", "required_networks", "trt_tag", "trt_version",
+    "folder_name", "has_onnx_graphs", "io_spec", "manifest_problem", "module_name", "onnx_graphs", "onnx_path",
+    "psnr_db", "read_manifest", "read_metadata", "required_networks", "trt_tag", "trt_version",
 ]

@@ -170,7 +170,7 @@ class Backend(abc.ABC):
         if any(size not in (1, batch) for size in sizes.values()):
             raise InputError(f"{call}: batch sizes differ ({', '.join(f'{k}: {v}' for k, v in sizes.items())}); "
                              "give every input the same batch, or a batch of 1 to share it")
-        return [array if len(array) == batch else np.ascontiguousarray(np.broadcast_to(array, (batch, *array.shape[1:])))
+        return [array if len(array) == batch else np.repeat(array, batch, axis=0)
                 for _, array, _ in items]
 
     @staticmethod
