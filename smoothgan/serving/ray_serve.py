@@ -186,7 +186,8 @@ def run(application: "serve.Application", *, host: str = "127.0.0.1", port: int 
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if not _bounded(serve.shutdown if started else partial(serve.delete, APP_NAME), SHUTDOWN_TIMEOUT_S + 10):
+        own_cluster = started and ray_address is None  # joined clusters keep Serve and their other applications
+        if not _bounded(serve.shutdown if own_cluster else partial(serve.delete, APP_NAME), SHUTDOWN_TIMEOUT_S + 10):
             log.warning("Serve did not shut down within %.0f s (was Ray signalled too?); stopping anyway",
                         SHUTDOWN_TIMEOUT_S + 10)
         if started and not _bounded(ray.shutdown, 15):
