@@ -16,7 +16,6 @@ used as they are.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -64,12 +63,9 @@ class PlanningBackend(Backend):
 
 def _write(plan: jobs.FolderPlan, translator: Any, item: jobs.ItemResult, gif: bool, mp4: bool,
            fps: float) -> bytes:
-    """Write one input's outputs and return its manifest line: the folder job's own writer, run inline."""
-    buffer = io.BytesIO()
-    summary = jobs.FolderSummary(plan.out, plan.out / jobs.MANIFEST)
-    writer = jobs._Writer(plan, translator, buffer, summary, gif=gif, mp4=mp4, fps=fps, progress=None, depth=1)
-    writer._write(item)  # never started as a thread: outputs, then the line, in this actor
-    return buffer.getvalue()
+    """Write one input's outputs (the folder job's layout and atomic writes), then return its manifest line."""
+    outputs = jobs.write_outputs(plan, item, gif=gif, mp4=mp4, fps=fps)
+    return jobs.record_line(jobs.make_record(plan, translator, item, outputs))
 
 
 class TranslateActor:
@@ -134,7 +130,7 @@ def run_batch(inputs: jobs.InputSpec, out: str | os.PathLike[str], domain: str, 
     write_gif = steps is not None if gif is None else gif
     plan.out.mkdir(parents=True, exist_ok=True)
     with atomic_path(summary.manifest) as tmp:  # kept lines only, as a folder job starts
-        tmp.write_bytes(b"".join(jobs._line(record) for record in plan.kept))
+        tmp.write_bytes(b"".join(jobs.record_line(record) for record in plan.kept))
     known_bad = [item for item in plan.todo if item.error]  # found by the header check: no actor needed
     with open(summary.manifest, "ab") as handle:
         for item in known_bad:
