@@ -169,6 +169,23 @@ def test_importing_smoothgan_and_the_cli_does_not_import_ray() -> None:
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
+def test_serve_refuses_a_busy_port_before_starting_ray(tiny_bundle: Any) -> None:
+    pytest.importorskip("ray.serve")
+    from typer.testing import CliRunner
+
+    from smoothgan.cli import app
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", str(tiny_bundle.path), "--port", str(port)])
+    assert result.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in result.output
+    import ray
+
+    assert not ray.is_initialized()
+
+
 # ---- the real server ----------------------------------------------------------------------------------------
 
 def free_port() -> int:

@@ -105,8 +105,8 @@ def batch_command(
     steps: Annotated[Optional[int], typer.Option("--steps", help="Interpolate in N frames instead.")] = None,
     ref: Annotated[Optional[list[Path]], typer.Option("--ref", help="Reference image(s) giving the style.")] = None,
     source_domain: Annotated[Optional[str], typer.Option("--source-domain", help="Domain of the inputs.")] = None,
-    layout: Annotated[str, typer.Option("--layout", help="flat: OUT/<name>_<domain>[_<k>].png; folders: "
-                                                         "OUT/<name>/ with frames, strip and sidecar.")] = "flat",
+    layout: Annotated[str, typer.Option("--layout", help="flat: `OUT/<name>_<domain>[_<k>].png`; folders: "
+                                                         "`OUT/<name>/` with frames, strip and sidecar.")] = "flat",
     backend: BackendOption = BackendName.auto,
     device: DeviceOption = Device.cpu,
     precision: PrecisionOption = Precision.fp32,
@@ -137,7 +137,7 @@ def batch_command(
        --address HEAD:6379` on each worker, then `smoothgan batch /shared/in /shared/out --model /shared/afhq
        --domain dog --device cuda --actors 8 --gpus-per-actor 1 --ray-address HEAD:6379`
 
-    Outputs keep the inputs' relative names (OUT/<name>_<domain>.png with the flat layout); OUT/manifest.jsonl
+    Outputs keep the inputs' relative names (`OUT/<name>_<domain>.png` with the flat layout); `OUT/manifest.jsonl`
     gets one line per input after its outputs are written (the format of `smoothgan translate`), bad files get
     an error line and the exit code is 2 if any failed. Needs `pip install 'smoothgan[ray]'`.
     """
