@@ -26,7 +26,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -39,8 +39,6 @@ from smoothgan.errors import InputError
 from smoothgan.fileio import atomic_path
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from smoothgan.translator import Result, Translator
 
 log = logging.getLogger(__name__)
@@ -485,7 +483,8 @@ def plan_folder(translator: "Translator", inputs: InputSpec, out: str | os.PathL
                 workers: int = 4) -> FolderPlan:
     """Resolve and check every input and, with ``resume``, find what a previous run already finished.
 
-    Kept manifest lines: those of inputs skipped now, and those of inputs this job does not name (never lost).
+    Kept manifest lines: those of inputs skipped now, and (resume or not) those of inputs this job does not name,
+    whose outputs stay in OUT: the manifest keeps describing everything there.
     """
     if layout not in LAYOUTS:
         raise InputError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
@@ -495,7 +494,7 @@ def plan_folder(translator: "Translator", inputs: InputSpec, out: str | os.PathL
     items = resolve_inputs(inputs, exclude=out_path, keep_going=keep_going, workers=workers)
     current = {str(item.path) for item in items}
     records = {}
-    for record in read_manifest(out_path / MANIFEST) if resume else []:
+    for record in read_manifest(out_path / MANIFEST):
         records[record["input"]] = record  # the last line of an input wins
     model = translator.bundle.weights_sha256
     kept, todo = [], []
@@ -503,7 +502,7 @@ def plan_folder(translator: "Translator", inputs: InputSpec, out: str | os.PathL
         if record["input"] not in current:
             kept.append(record)
     for item in items:
-        record = records.get(str(item.path))
+        record = records.get(str(item.path)) if resume else None
         if (record is not None and record.get("status") == "ok" and record.get("domain") == options.domain
                 and record.get("seed") == options.seed and record.get("model_sha256") == model
                 and record.get("options") == options.key() and record.get("layout") == layout
@@ -697,4 +696,5 @@ def run_folder(translator: "Translator", inputs: InputSpec, out: str | os.PathLi
 
 __all__ = ["MANIFEST", "LAYOUTS", "InputFile", "JobOptions", "ItemResult", "FolderSummary", "FolderPlan",
            "resolve_inputs", "walk_images", "unique_names", "check_header", "make_options", "stream",
-           "iter_results", "read_manifest", "flat_outputs", "write_outputs", "make_record", "record_line", "plan_folder", "execute", "run_folder"]
+           "iter_results", "read_manifest", "flat_outputs", "write_outputs", "make_record", "record_line",
+           "plan_folder", "execute", "run_folder"]

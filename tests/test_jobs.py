@@ -268,6 +268,9 @@ def test_resume_keeps_lines_of_inputs_not_named_again(tmp_path: Path, translator
     translator.translate_folder([a, b], out, "b", layout="flat")
     translator.translate_folder([a], out, "b", layout="flat", resume=True)
     assert len(manifest(out)) == 2
+    translator.translate_folder([b], out, "b", layout="flat")  # without resume: b redone, a's line kept
+    lines = manifest(out)
+    assert len(lines) == 2 and lines[-1]["input"] == str(b)
 
 
 # ---- argument validation (the library, so CLI and API agree) ----------------------------------------------------

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import re
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from smoothgan.cli.app import (BackendName, BackendOption, Device, DeviceOption, ModelOption, Precision,
-                               PrecisionOption, command, console, err_console)
+                               PrecisionOption, choice_enum, command, console, err_console)
+from smoothgan.jobs import LAYOUTS
 
 if TYPE_CHECKING:
     from rich.progress import Task
-    from rich.text import Text
 
     from smoothgan.jobs import FolderSummary, ItemResult
 
 
-class Layout(str, Enum):
-    folders = "folders"
-    flat = "flat"
+Layout = choice_enum("Layout", LAYOUTS)
 
 
 def _rate_column() -> object:
@@ -31,7 +28,7 @@ def _rate_column() -> object:
     class RateColumn(ProgressColumn):
         """Images per second over the recent window (rich's own speed estimate)."""
 
-        def render(self, task: "Task") -> "Text":
+        def render(self, task: "Task") -> Text:
             return Text(f"{task.speed or 0:.1f} img/s")
 
     return RateColumn()
@@ -58,8 +55,9 @@ def translate_command(
     device: DeviceOption = Device.cpu,
     precision: PrecisionOption = Precision.fp32,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("smoothgan-out"),
-    layout: Annotated[Layout, typer.Option("--layout", help="folders: OUT/<name>/ per input (frames, strip, "
-                                           "GIF, sidecar); flat: OUT/<name>_<domain>[_<k>].png.")] = Layout.folders,
+    layout: Annotated[Layout, typer.Option(  # type: ignore[valid-type]
+        "--layout", help="folders: OUT/<name>/ per input (frames, strip, GIF, sidecar); flat: "
+                         "OUT/<name>_<domain>[_<k>].png.")] = Layout("folders"),
     resume: Annotated[bool, typer.Option("--resume", help="Skip inputs that OUT/manifest.jsonl records as done "
                                                           "for the same job.")] = False,
     keep_going: Annotated[bool, typer.Option("--keep-going", help="Record bad inputs in the manifest and go on "
