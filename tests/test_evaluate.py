@@ -219,22 +219,22 @@ class FakeBackend(Backend):
         # pixels move 3-6 uint8 levels per step, with rounding errors that differ from pixel to pixel
         self.pattern = rng.choice([-1.0, 1.0], shape) * rng.uniform(0.5, 0.95, shape)
 
-    def mapping(self, latent: np.ndarray, domain: np.ndarray) -> np.ndarray:
+    def _run_mapping(self, latent: np.ndarray, domain: np.ndarray) -> np.ndarray:
         style = np.zeros((len(latent), self.config.style_dim), np.float32)
         style[:, 0] = 1.0
         style[:, 1:] = latent[:, :1]  # z moves the other components only, which G ignores
         return style
 
-    def encode_style(self, image: np.ndarray, domain: np.ndarray) -> np.ndarray:
+    def _run_encode(self, image: np.ndarray, domain: np.ndarray) -> np.ndarray:
         return np.zeros((len(image), self.config.style_dim), np.float32)
 
-    def generate(self, image: np.ndarray, style: np.ndarray, masks: Optional[Masks] = None) -> np.ndarray:
+    def _run_generate(self, image: np.ndarray, style: np.ndarray, masks: Optional[Masks]) -> np.ndarray:
         v = style[:, 0].astype(np.float64)
         if self.jump:
             v = (v > 0.5).astype(np.float64)
         return (self.pattern[None] * v[:, None, None, None]).astype(np.float32)
 
-    def heatmap(self, image: np.ndarray) -> Masks:
+    def _run_heatmap(self, image: np.ndarray) -> Masks:
         raise AssertionError("the tiny model uses no masks")
 
 
