@@ -174,3 +174,12 @@ def test_runtime_runs_an_onnx_bundle_with_exporter_trainer_and_torch_blocked() -
     done = subprocess.run([sys.executable, "-c", BLOCKED_RUN], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert done.stdout.startswith("ok onnxruntime (cpu, fp32")
+
+
+def test_the_mask_size_is_the_fans() -> None:
+    """The runtime's mask size (artifacts: graphs, engines, the backend policy) is what the FAN produces."""
+    pytest.importorskip("torch")
+    from smoothgan.artifacts import MASK_SIZE
+    from smoothgan.models.fan import FAN_INPUT_SIZE
+
+    assert MASK_SIZE == FAN_INPUT_SIZE
