@@ -510,6 +510,11 @@ def plan_folder(translator: "Translator", inputs: InputSpec, out: str | os.PathL
             kept.append(record)
         else:
             todo.append(item)
+    if layout == "folders":
+        from smoothgan.translator import check_replaceable
+
+        for item in todo:
+            check_replaceable(out_path / str(item.name))
     return FolderPlan(items, todo, kept, options, out_path, layout)
 
 

@@ -77,10 +77,12 @@ class Result:
         The folder holds frame_NNN.png, strip.png (the source first), animation.gif / animation.mp4 when asked and
         sidecar.json (with ``input`` when given). It is built in a staging folder that then replaces ``folder``
         whole (:func:`smoothgan.fileio.atomic_dir`): a rerun leaves no stale frames and a kill leaves the old
-        folder or the new one, never a partial one.
+        folder or the new one, never a partial one. Only a previous result folder (or an empty one) is replaced:
+        anything else at ``folder`` raises :class:`InputError` and is left alone.
         """
         if not fps > 0:
             raise InputError(f"fps must be positive, got {fps}")
+        check_replaceable(folder)
         one = self.item(index)
         frames = list(one.images[0])
         sidecar = one.sidecar()
@@ -97,6 +99,16 @@ class Result:
                 images.save_mp4(staging / "animation.mp4", frames, fps=fps)
             write_json_atomic(staging / "sidecar.json", sidecar)
         return target
+
+
+def check_replaceable(folder: str | Path) -> None:
+    """Refuse to replace ``folder`` unless it is missing, an empty folder or a result folder (has sidecar.json)."""
+    target = Path(folder)
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise InputError(f"'{target}' exists and is not a result folder; choose another --out")
+    if target.is_dir() and not (target / "sidecar.json").is_file() and any(target.iterdir()):
+        raise InputError(f"'{target}' exists and is not a result folder (no sidecar.json); it is left alone: "
+                         "choose another --out")
 
 
 def _as_list(items: Images) -> list[ImageLike]:

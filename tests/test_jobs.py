@@ -203,6 +203,21 @@ def test_folders_layout_and_a_rerun_replaces_result_folders_whole(tmp_path: Path
     assert not [p for p in out.rglob(".*")]  # no staging leftovers
 
 
+def test_folders_that_are_not_results_are_never_replaced(tmp_path: Path, translator) -> None:
+    make_images(tmp_path / "in", ["notes.png", "thesis.png"])
+    out = tmp_path / "out"
+    (out / "notes").mkdir(parents=True)
+    (out / "notes" / "mine.txt").write_text("keep me")
+    (out / "thesis").write_text("a file, not a folder")
+    for name in ("notes", "thesis"):
+        with pytest.raises(InputError, match="is not a result folder"):
+            translator.translate_folder([tmp_path / "in" / f"{name}.png"], out, "b")
+        with pytest.raises(InputError, match="is not a result folder"):
+            translator.translate(tmp_path / "in" / f"{name}.png", "b").save(out / name)
+    assert (out / "notes" / "mine.txt").read_text() == "keep me" and (out / "thesis").read_text().startswith("a")
+    assert sorted(p.name for p in out.iterdir()) == ["notes", "thesis"]
+
+
 def test_result_files_follow_the_umask(tmp_path: Path, translator) -> None:
     make_images(tmp_path / "in", ["a.png"])
     old = os.umask(0o022)
