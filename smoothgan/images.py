@@ -13,6 +13,7 @@ needs numpy, Pillow and OpenCV only (OpenCV is imported lazily, for MP4 only).
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import struct
@@ -20,6 +21,7 @@ import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -69,6 +71,10 @@ def _read_error(path: PathLike, reason: str) -> InputError:
 # decoding
 
 
+class ImageTooLargeError(InputError):
+    """An image over the pixel limit (servers answer 413 for it, other bad images are 400)."""
+
+
 def load(path: PathLike) -> np.ndarray:
     """Read an image file as ``uint8 [H, W, 3]`` RGB, upright (EXIF orientation applied).
 
@@ -85,33 +91,45 @@ def load(path: PathLike) -> np.ndarray:
         raise _read_error(path, "no such file")
     if p.is_dir():
         raise _read_error(path, "is a directory")
+    return decode(p, str(path))
+
+
+def decode(source: PathLike | bytes, name: str, max_pixels: Optional[int] = None) -> np.ndarray:
+    """Decode a file or encoded bytes (a request body) with :func:`load`'s conversions, as ``uint8 [H, W, 3]``.
+
+    ``name`` is how errors call the image. The pixel count is checked on the header, before decoding
+    (:class:`ImageTooLargeError`, default limit :data:`MAX_PIXELS`); every other failure is an
+    :class:`InputError` with a one-line reason.
+    """
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
+    if isinstance(source, (bytes, bytearray, memoryview)) and not source:
+        raise _read_error(name, "empty: no bytes")
+    stream = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:
         with warnings.catch_warnings():
             # Pillow's own bomb check only warns below 2x its limit; make it an error like ours.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
+            with Image.open(stream) as im:
                 width, height = im.size
-                if width * height > MAX_PIXELS:
-                    raise _read_error(
-                        path,
-                        f"{width}x{height} is {width * height / 1e6:.1f} megapixels, over the limit of "
-                        f"{MAX_PIXELS / 1e6:.1f} megapixels",
-                    )
+                if width * height > max_pixels:
+                    raise ImageTooLargeError(
+                        f"cannot read image '{name}': {width}x{height} is {width * height / 1e6:.1f} megapixels, "
+                        f"over the limit of {max_pixels / 1e6:.1f} megapixels")
                 if width == 0 or height == 0:
-                    raise _read_error(path, f"empty image ({width}x{height})")
+                    raise _read_error(name, f"empty image ({width}x{height})")
                 im.load()
                 upright = ImageOps.exif_transpose(im)
                 return _to_rgb(upright)
     except InputError:
         raise
-    except Image.DecompressionBombWarning as exc:
-        raise _read_error(path, f"too many pixels ({_one_line(exc)})") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(f"cannot read image '{name}': too many pixels ({_one_line(exc)})") from exc
     except Image.UnidentifiedImageError as exc:
-        raise _read_error(path, "not an image, or a format Pillow cannot decode") from exc
+        raise _read_error(name, "not an image, or a format Pillow cannot decode") from exc
     except PermissionError as exc:
-        raise _read_error(path, "permission denied") from exc
+        raise _read_error(name, "permission denied") from exc
     except _DECODE_ERRORS as exc:
-        raise _read_error(path, f"truncated or corrupt file ({_one_line(exc)})") from exc
+        raise _read_error(name, f"truncated or corrupt file ({_one_line(exc)})") from exc
 
 
 def _has_alpha(im: Image.Image) -> bool:

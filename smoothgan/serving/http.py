@@ -21,13 +21,12 @@ import email.parser
 import email.policy
 import io
 import json
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from smoothgan import images, styles
 from smoothgan.errors import InputError
@@ -119,25 +118,11 @@ def decode_image(data: bytes, what: str, limits: Limits) -> np.ndarray:
     if not data:
         raise RequestError(400, f"{what} is empty: send the encoded image (PNG, JPEG, WebP, BMP)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                width, height = im.size
-                if width * height > limits.max_pixels:
-                    raise RequestError(413, f"{what} is {width}x{height}, over the limit of {limits.max_pixels} "
-                                            "pixels")
-                if width == 0 or height == 0:
-                    raise RequestError(400, f"{what} is empty ({width}x{height})")
-                im.load()
-                return images._to_rgb(ImageOps.exif_transpose(im))  # the file loader's conversion, shared
-    except RequestError:
-        raise
-    except Image.UnidentifiedImageError:
-        raise RequestError(400, f"{what} is not an image, or a format Pillow cannot decode") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise RequestError(413, f"{what} has too many pixels") from None
-    except images._DECODE_ERRORS as exc:
-        raise RequestError(400, f"{what} is truncated or corrupt ({images._one_line(exc)})") from None
+        return images.decode(data, what, max_pixels=limits.max_pixels)
+    except images.ImageTooLargeError as exc:
+        raise RequestError(413, str(exc)) from None
+    except InputError as exc:
+        raise RequestError(400, str(exc)) from None
 
 
 def _parts(content_type: str, body: bytes) -> dict[str, list[bytes]]:
