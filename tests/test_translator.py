@@ -68,8 +68,9 @@ def test_interpolation_end_points_are_the_end_styles(fixture: str, request) -> N
     last = tr.generate(x, end, masks)
     from smoothgan.images import from_model_output
 
-    assert np.array_equal(result.images[0, 0], from_model_output(first)[0])
-    assert np.array_equal(result.images[0, -1], from_model_output(last)[0])
+    # a batch of 20 against batches of 1: oneDNN does not promise bit-equal results across batch sizes
+    assert np.abs(result.images[0, 0].astype(int) - from_model_output(first)[0].astype(int)).max() <= 1
+    assert np.abs(result.images[0, -1].astype(int) - from_model_output(last)[0].astype(int)).max() <= 1
     assert result.metadata["source_domains"] == ["a"] and not result.metadata["source_domain_inferred"]
 
 
@@ -90,7 +91,7 @@ def test_source_domain_is_inferred_by_reconstruction_error(translator) -> None:
 def test_seeded_translation_is_reproducible_across_translators(tiny_bundle) -> None:
     a = smoothgan.load(tiny_bundle.path).translate(sources(1), "b", num=2, seed=11).images
     b = smoothgan.load(tiny_bundle.path, max_batch=1).translate(sources(1), "b", num=2, seed=11).images
-    assert np.array_equal(a, b)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # same styles; pixels within 1/255 across batch sizes
 
 
 def test_bad_requests(translator, tiny_bundle) -> None:
@@ -127,3 +128,29 @@ def test_interpolation_uses_one_generator_call_per_batch(translator, monkeypatch
     translator.interpolate(sources(1), "b", steps=20, source_domain="a")
     assert calls == [20]
     assert styles.alphas(20)[-1] == 1.0
+
+
+def test_result_item_cuts_per_source_metadata_and_save_replaces_the_folder_whole(translator, tmp_path) -> None:
+    result = translator.interpolate(sources(3, seed=2), "b", steps=4)
+    one = result.item(1)
+    assert one.images.shape == (1, 4, 32, 32, 3) and np.array_equal(one.images[0], result.images[1])
+    assert one.metadata["source_domains"] == [result.metadata["source_domains"][1]]
+    assert one.metadata["source_domain_errors"] == [result.metadata["source_domain_errors"][1]]
+    folder = result.save(tmp_path / "r", index=2, input="x.png", gif=True)
+    assert len(list(folder.glob("frame_*.png"))) == 4 and (folder / "animation.gif").is_file()
+    translator.translate(sources(1), "a").save(folder)  # a rerun with fewer frames: no stale ones
+    assert sorted(p.name for p in folder.iterdir()) == ["frame_000.png", "sidecar.json", "strip.png"]
+    with pytest.raises(InputError, match="out of range"):
+        result.item(3)
+
+
+def test_frames_equal_generate_on_repeated_sources(hpf_translator) -> None:
+    x = hpf_translator.prepare(sources(2))
+    style = np.stack([hpf_translator.latent_styles("a", seed=s, num=3) for s in (1, 2)])  # [2, 3, D]
+    masks = hpf_translator.masks(x)
+    frames = hpf_translator.frames(x, style, masks, max_batch=4)
+    rep = (np.repeat(masks[0], 3, 0), np.repeat(masks[1], 3, 0))
+    expected = hpf_translator.generate(np.repeat(x, 3, 0), style.reshape(6, -1), rep, max_batch=4)
+    from smoothgan.images import from_model_output
+
+    assert np.array_equal(frames.reshape(6, 32, 32, 3), from_model_output(expected))
