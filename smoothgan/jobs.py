@@ -26,7 +26,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -57,11 +57,15 @@ InputSpec = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
 @dataclass(frozen=True)
 class InputFile:
-    """One resolved input: the file, its output name (relative, no suffix, unique) and any problem found early."""
+    """One resolved input: the file, its output name (relative, no suffix, unique) and any problem found early.
+
+    Streamed in-memory images (see :func:`iter_results`) carry the array in ``image`` and a ``<array N>`` path.
+    """
 
     path: Path
     name: PurePosixPath
     error: Optional[str] = None
+    image: Any = field(default=None, compare=False, repr=False)
 
 
 def _is_glob(text: str) -> bool:
@@ -309,15 +313,17 @@ def _group_size(options: JobOptions, batch: int) -> int:
     return max(1, batch // options.per_source)
 
 
-def _check_batch(translator: "Translator", options: JobOptions, batch_size: Optional[int], count: int) -> int:
+def _check_batch(translator: "Translator", options: JobOptions, batch_size: Optional[int],
+                 count: Optional[int]) -> int:
     """The batch size, after checking that one group of inputs (frames and batches) fits in memory."""
-    group = min(max(1, count), _group_size(options, batch_size or translator.max_batch))
+    group = _group_size(options, batch_size or translator.max_batch)
+    group = group if count is None else min(max(1, count), group)
     return translator.check_request(options.domain, steps=options.steps, num=options.num, seed=options.seed,
                                     ref=list(options.ref) or None, source_domain=options.source_domain,
                                     mode=options.mode, max_batch=batch_size, sources=group)
 
 
-def stream(translator: "Translator", items: Sequence[InputFile], options: JobOptions, *,
+def stream(translator: "Translator", items: Iterable[InputFile], options: JobOptions, *,
            batch_size: Optional[int] = None, workers: int = 2, prefetch: Optional[int] = None,
            keep_going: bool = False) -> Iterator[ItemResult]:
     """Translate resolved ``items`` and yield one :class:`ItemResult` per input, in order, as batches finish.
@@ -330,7 +336,7 @@ def stream(translator: "Translator", items: Sequence[InputFile], options: JobOpt
     """
     import numpy as np
 
-    batch = _check_batch(translator, options, batch_size, len(items))
+    batch = _check_batch(translator, options, batch_size, len(items) if isinstance(items, Sequence) else None)
     group = _group_size(options, batch)
     ahead = max(1, prefetch if prefetch is not None else max(2 * group, 2 * workers))
     ref = list(options.ref) or None
@@ -341,19 +347,30 @@ def stream(translator: "Translator", items: Sequence[InputFile], options: JobOpt
         if item.error is not None:
             return item.error
         try:
-            return translator.preprocess(images.load(item.path))
+            image = images.load(item.path) if item.image is None else translator.load_image(item.image)
+            return translator.preprocess(image)
         except InputError as exc:
             return str(exc)
 
-    def run(ready: list[tuple[InputFile, "np.ndarray"]]) -> Iterator[ItemResult]:
-        x = np.concatenate([value for _, value in ready])
-        if options.steps is None:
-            result = translator.translate_prepared(x, options.domain, target, style_meta, batch)
-        else:
-            result = translator.interpolate_prepared(x, options.domain, target, style_meta, options.steps,
-                                                     options.source_domain, options.mode, batch)
-        for i, (item, _) in enumerate(ready):
-            one = result.item(i)
+    def run(ready: list[tuple[InputFile, "np.ndarray | str"]]) -> Iterator[ItemResult]:
+        """Translate the decoded images of ``ready`` in one call; yield every item (errors too) in input order."""
+        good = [value for _, value in ready if not isinstance(value, str)]
+        result = None
+        if good:
+            x = np.concatenate(good)
+            if options.steps is None:
+                result = translator.translate_prepared(x, options.domain, target, style_meta, batch)
+            else:
+                result = translator.interpolate_prepared(x, options.domain, target, style_meta, options.steps,
+                                                         options.source_domain, options.mode, batch)
+        index = 0
+        for item, value in ready:
+            if isinstance(value, str):
+                yield ItemResult(item, error=value)
+                continue
+            assert result is not None
+            one = result.item(index)
+            index += 1
             one.metadata["input"] = str(item.path)
             yield ItemResult(item, one)
 
@@ -369,22 +386,21 @@ def stream(translator: "Translator", items: Sequence[InputFile], options: JobOpt
                     pending.append((item, pool.submit(decode, item)))
 
             fill()
-            ready: list[tuple[InputFile, np.ndarray]] = []
+            ready: list[tuple[InputFile, np.ndarray | str]] = []  # errors keep their place in the order
+            decoded = 0
             while pending:
                 item, future = pending.popleft()
                 fill()
                 value = future.result()
-                if isinstance(value, str):
-                    if not keep_going:
-                        if ready:
-                            yield from run(ready)
-                        raise InputError(value)
-                    yield ItemResult(item, error=value)
-                    continue
+                if isinstance(value, str) and not keep_going:
+                    if ready:
+                        yield from run(ready)
+                    raise InputError(value)
                 ready.append((item, value))
-                if len(ready) == group:
+                decoded += not isinstance(value, str)
+                if decoded == group or len(ready) >= 4 * group:
                     yield from run(ready)
-                    ready = []
+                    ready, decoded = [], 0
             if ready:
                 yield from run(ready)
         finally:
@@ -392,16 +408,46 @@ def stream(translator: "Translator", items: Sequence[InputFile], options: JobOpt
                 future.cancel()
 
 
-def iter_results(translator: "Translator", inputs: InputSpec | Sequence[InputFile], domain: str | int, *,
+def _lazy_items(inputs: Iterable[Any]) -> Iterator[InputFile]:
+    for index, item in enumerate(inputs):
+        if isinstance(item, InputFile):
+            yield item
+        elif isinstance(item, (str, os.PathLike)):
+            path = Path(os.path.abspath(item))
+            yield InputFile(path, PurePosixPath(path.stem))
+        else:
+            yield InputFile(Path(f"<array {index}>"), PurePosixPath(f"array-{index}"), image=item)
+
+
+def iter_results(translator: "Translator", inputs: Any, domain: str | int, *,
                  steps: Optional[int] = None, num: int = 1, seed: int = 0, ref: Any = None,
                  source_domain: Optional[str | int] = None, mode: str = "lerp", batch_size: Optional[int] = None,
                  workers: int = 2, prefetch: Optional[int] = None, keep_going: bool = False) -> Iterator[ItemResult]:
-    """Resolve ``inputs`` (files, folders, globs), validate everything, then :func:`stream` the results."""
+    """Translate ``inputs`` and :func:`stream` one :class:`ItemResult` per input as its batch finishes.
+
+    ``inputs``: files, folders and globs (a list or one of them: resolved and every file checked first, see
+    :func:`resolve_inputs`), or images to stream: a ``[N, H, W, 3]`` uint8 array, a list with arrays, or any
+    iterator/generator of arrays or paths (consumed lazily, at most ``prefetch`` ahead: nothing is checked up
+    front, a bad item fails when it is reached, or is yielded as an error with ``keep_going``).
+    """
+    import numpy as np
+
     options = make_options(translator, domain, steps=steps, num=num, seed=seed, ref=ref,
                            source_domain=source_domain, mode=mode)
-    seq = list(inputs) if not isinstance(inputs, (str, os.PathLike)) else [inputs]
-    items = seq if seq and all(isinstance(i, InputFile) for i in seq) else resolve_inputs(
-        inputs, keep_going=keep_going, workers=workers)  # type: ignore[arg-type]
+    if isinstance(inputs, np.ndarray):
+        if inputs.ndim == 3:
+            inputs = [inputs]
+        elif inputs.ndim != 4:
+            raise InputError(f"an image array must be [H, W, 3] or [N, H, W, 3], got shape {list(inputs.shape)}")
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if isinstance(inputs, (list, tuple)) and not any(isinstance(i, np.ndarray) for i in inputs):
+        items: Iterable[InputFile] = (inputs if inputs and all(isinstance(i, InputFile) for i in inputs) else
+                                      resolve_inputs(inputs, keep_going=keep_going, workers=workers))
+    elif isinstance(inputs, Iterable):
+        items = _lazy_items(inputs)
+    else:
+        raise InputError(f"inputs must be paths, folders, globs or images, got {type(inputs).__name__}")
     return stream(translator, items, options, batch_size=batch_size, workers=workers, prefetch=prefetch,
                   keep_going=keep_going)
 

@@ -401,10 +401,13 @@ class Translator:
         return self.interpolate_prepared(x, domain, target, style_meta, steps, source_domain, mode, batch)
 
     def iter_translate(self, inputs: Any, domain: str | int, **options: Any) -> Iterator[Any]:
-        """Stream a folder job: yield one :class:`smoothgan.jobs.ItemResult` per input as its batch finishes.
+        """Stream results: yield one :class:`smoothgan.jobs.ItemResult` per input as its batch finishes.
 
-        ``inputs``: files, folders (recursive) or glob patterns; options as :func:`smoothgan.jobs.iter_results`
-        (``steps``, ``num``, ``seed``, ``ref``, ``batch_size``, ``keep_going``, ...). Nothing is written.
+        ``inputs``: files, folders (recursive) or glob patterns (all checked first), or images to stream (a
+        ``[N, H, W, 3]`` uint8 array, a list with arrays, any iterator of arrays or paths, consumed lazily).
+        Options as :func:`smoothgan.jobs.iter_results` (``steps``, ``num``, ``seed``, ``ref``, ``batch_size``,
+        ``keep_going``, ...). Nothing is written; per image the results are those of :meth:`translate` /
+        :meth:`interpolate` (same styles, pixels within 1/255 whatever the batch).
         """
         from smoothgan import jobs
 

@@ -158,6 +158,33 @@ def test_reference_styles_and_stopping_a_stream_early(tmp_path: Path, translator
     stream.close()  # the decode pool shuts down, nothing hangs
 
 
+def test_streaming_arrays_from_a_generator(translator) -> None:
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (28, 30, 3), dtype=np.uint8) for _ in range(5)]
+    consumed = []
+
+    def video():
+        for i, frame in enumerate(frames):
+            consumed.append(i)
+            yield frame
+
+    stream = translator.iter_translate(video(), "a", seed=5, batch_size=2, prefetch=2)
+    first = next(stream)
+    assert len(consumed) < len(frames)  # lazily consumed
+    got = [first, *stream]
+    assert [str(r.input.name) for r in got] == [f"array-{i}" for i in range(5)]
+    for frame, item in zip(frames, got):
+        alone = translator.translate(frame, "a", seed=5)
+        assert np.abs(item.result.images.astype(int) - alone.images.astype(int)).max() <= 1
+    batch = np.stack(frames)
+    assert len(list(translator.iter_translate(batch, "a", batch_size=3))) == 5
+    bad = [frames[0], frames[1].astype(np.float32) / 255, frames[2]]
+    results = list(translator.iter_translate(bad, "a", keep_going=True))
+    assert [r.ok for r in results] == [True, False, True] and "uint8" in results[1].error
+    with pytest.raises(InputError, match="uint8"):
+        list(translator.iter_translate(iter(bad), "a"))
+
+
 def test_generator_calls_batch_across_images(tmp_path: Path, translator, monkeypatch) -> None:
     paths = make_images(tmp_path, [f"i{k}.png" for k in range(7)])
     calls: list[int] = []
