@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 # ------------------------------------------------------------------------------------------------- ONNX graphs
 ONNX_DIR = "onnx"
 FORMAT_VERSION = 1  # of the graphs' metadata; a graph with another version is re-exported
-ONNX_PRECISIONS = ("fp32", "fp16")
+ONNX_PRECISIONS = ("fp32", "fp16", "int8")  # int8: ONNX Runtime CPU only (smoothgan.export.quantize)
 NETWORKS = ("mapping_network", "style_encoder", "generator", "fan")
 BATCH = "batch"
 MASK_SIZE = 256  # FAN masks are always 256x256, whatever img_size is

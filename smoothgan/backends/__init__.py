@@ -50,7 +50,7 @@ BACKENDS: dict[str, BackendSpec] = {
         BackendSpec("torch", "smoothgan.backends.torch", "TorchBackend", ("cpu", "cuda"),
                     ("fp32", "fp16", "bf16"), "weights.safetensors", "torch", ("torch",)),
         BackendSpec("onnxruntime", "smoothgan.backends.onnxruntime", "OnnxRuntimeBackend", ("cpu", "cuda"),
-                    ("fp32", "fp16"), "onnx/{network}-{precision}.onnx", "gpu (for cuda)", ("onnxruntime",)),
+                    ("fp32", "fp16", "int8"), "onnx/{network}-{precision}.onnx", "gpu (for cuda)", ("onnxruntime",)),
         BackendSpec("tensorrt", "smoothgan.backends.tensorrt", "TensorRTBackend", ("cuda",),
                     ("fp32", "fp16"), "engines/{gpu}-{cc}-{trt}-{precision}/{network}.engine", "trt",
                     ("tensorrt", "tensorrt_rtx_bindings")),

@@ -4,8 +4,9 @@ Needs numpy and onnxruntime only (no torch). Every graph is checked before use: 
 bundle's weights (``weights_sha256`` in its metadata), for this network, precision and image size; anything
 else is a one-line :class:`BackendError` that names the command to fix it.
 
-* CPU: ``CPUExecutionProvider``, full graph optimisation, sequential execution, one intra-op thread per
-  physical core available to this process (``threads`` overrides).
+* CPU: ``CPUExecutionProvider``, full graph optimisation (NCHWc layout), sequential execution, one intra-op
+  thread per physical core available to this process (``threads`` overrides), no spinning (measurements at
+  :meth:`OnnxRuntimeBackend._session`). ``int8`` graphs (``smoothgan export --precision int8``) run here only.
 * CUDA (``pip install smoothgan[gpu]``): ``CUDAExecutionProvider`` with IOBinding; outputs go to
   device-resident OrtValues kept per batch shape, and each new batch shape is run once to warm up (kernel
   selection) before the call that returns. ``providers=["tensorrt", "cuda"]`` puts ONNX Runtime's TensorRT
@@ -81,6 +82,9 @@ class OnnxRuntimeBackend(Backend):
             raise InputError(f"threads must be >= 1, got {threads}")
         self.bundle = bundle
         self.device_type, self.device_id = _device(device)
+        if precision == "int8" and self.device_type != "cpu":
+            raise BackendError("int8 graphs run on ONNX Runtime CPU only (QDQ u8s8 kernels): use --device cpu, or "
+                               "fp16 on CUDA")
         self.buffer_device = self.device_type  # where IOBinding output buffers live
         self.threads = threads or physical_cores()
         self.providers = self._providers(providers)
@@ -120,10 +124,26 @@ class OnnxRuntimeBackend(Backend):
     def _session(self, network: str) -> Any:
         if network in self._sessions:
             return self._sessions[network]
+        # CPU session options, each measured on the 2-core AMD EPYC (AVX-512 VNNI), AFHQ-like 256px generator,
+        # batch 1 (fp32 / int8 graphs; one thread, process CPU time, unless said otherwise):
+        # * ORT_ENABLE_ALL (NCHWc layout transformer) vs EXTENDED: fp32 975 vs 1088 ms (-10%); int8 356 vs 345 ms
+        #   (same); BASIC: 1103 / 1126 ms (int8 needs the extended level's QDQ -> QLinearConv fusion). Kept ALL.
+        # * intra-op threads = physical cores: quiet machine (best of 8, wall) fp32 552 ms on 2 threads vs 927 ms
+        #   on 1; int8 330 vs 337 ms. Kept (``threads`` overrides it for hosts that share their cores).
+        # * session.intra_op.allow_spinning = 0: on the shared machine (load ~5 on 2 cores, median of 8, wall)
+        #   fp32 1139 vs 1280 ms, int8 449 vs 707 ms; best of 8 unchanged for fp32 (550 vs 552 ms), int8 347 vs
+        #   330 ms. Spinning workers burn the cores that other threads (decoding, writing, other processes)
+        #   need, so spinning is off.
+        # * ORT_PARALLEL execution (2 inter-op threads): fp32 1650 vs 1280 ms, int8 1153 vs 707 ms (median,
+        #   wall): the graphs are chains. Kept ORT_SEQUENTIAL.
+        # * enable_mem_pattern off: 960 vs 975 ms, int8 349 vs 356 ms (noise); kept on (the default).
+        #   enable_cpu_mem_arena off: 1026 vs 975 ms, int8 439 vs 356 ms; kept on (the default).
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = self.threads
+        if self.device_type == "cpu":
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         path = self.paths[network]
         try:

@@ -414,6 +414,9 @@ def export_onnx(bundle: "ModelBundle", precision: str = "fp32", opset: int = 18,
     from smoothgan.fileio import atomic_path, clean_stale, sha256_file
 
     check_precision(precision)
+    if precision == "int8":
+        raise BackendError("int8 graphs are quantized from the fp32 graphs: smoothgan.export.quantize.quantize_bundle "
+                           "(smoothgan export --precision int8)")
     if opset < MIN_OPSET:
         raise BackendError(f"opset must be >= {MIN_OPSET} (the dynamo exporter's floor), got {opset}")
     required = required_networks(bundle.config)
