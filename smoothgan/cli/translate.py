@@ -56,8 +56,8 @@ def translate_command(
     precision: PrecisionOption = Precision.fp32,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("smoothgan-out"),
     layout: Annotated[Layout, typer.Option(  # type: ignore[valid-type]
-        "--layout", help="folders: OUT/<name>/ per input (frames, strip, GIF, sidecar); flat: "
-                         "OUT/<name>_<domain>[_<k>].png.")] = Layout("folders"),
+        "--layout", help="folders: `OUT/NAME/` per input (frames, strip, GIF, sidecar); flat: "
+                         "`OUT/NAME_DOMAIN[_K].png`.")] = Layout("folders"),
     resume: Annotated[bool, typer.Option("--resume", help="Skip inputs that OUT/manifest.jsonl records as done "
                                                           "for the same job.")] = False,
     keep_going: Annotated[bool, typer.Option("--keep-going", help="Record bad inputs in the manifest and go on "
@@ -86,8 +86,8 @@ def translate_command(
 
     Inputs are checked (exists, readable, an image) before anything is written. Output names mirror the inputs'
     paths relative to their common folder; clashing names get -2, -3... With --layout folders each input gets
-    OUT/<name>/ with frame_NNN.png, strip.png (source first), an optional GIF/MP4 and sidecar.json; with flat,
-    OUT/<name>_<domain>.png (or _<k> per style/frame). OUT/manifest.jsonl gets one line per input (input,
+    `OUT/NAME/` with frame_NNN.png, strip.png (source first), an optional GIF/MP4 and sidecar.json; with flat,
+    `OUT/NAME_DOMAIN.png` (or `_K` per style/frame). `OUT/manifest.jsonl` gets one line per input (input,
     outputs, domain, seed, model sha256, backend, status, error), written after its outputs.
     Limits: --steps 2..1000, --num 1..1000, and a call's frames and batches must fit in half the memory.
     """
