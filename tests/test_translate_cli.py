@@ -81,6 +81,13 @@ def test_bad_arguments_print_one_line_and_write_nothing(args, message, tiny_bund
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("args, message", [(["--steps", "1"], "--steps must be"), (["--num", "0"], "--num must be")])
+def test_demo_bad_arguments_are_one_line(args, message, tmp_path: Path) -> None:
+    result = invoke("demo", *args, "--out", tmp_path / "demo")
+    assert result.exit_code == 2 and last_line(result.output).startswith(f"error: {message}"), result.output
+    assert not (tmp_path / "demo").exists()
+
+
 @pytest.mark.parametrize("inputs, message", [
     (["{tmp}/missing.png"], "no such file or folder"),
     (["{tmp}/empty"], "no images"),

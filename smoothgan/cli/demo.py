@@ -28,18 +28,20 @@ def demo_command(
 
     2. `smoothgan demo --steps 40 --out /tmp/demo`
 
-    For every sample: OUT/<sample>-to-<domain>/ (num latent styles) and OUT/<sample>-interp-<domain>/
+    For every sample: `OUT/SAMPLE-to-DOMAIN/` (num latent styles) and `OUT/SAMPLE-interp-DOMAIN/`
     (frames, strip, GIF, sidecar), as `smoothgan translate` writes them.
     """
     from smoothgan import images
     from smoothgan.bundle import EMBEDDED_BUNDLE, SAMPLES_DIR
+    from smoothgan.cli.translate import cli_flags
     from smoothgan.translator import load
 
     translator = load(EMBEDDED_BUNDLE, backend=backend.value, device=device.value, precision=precision.value)
     domains = translator.domains
     samples = images.list_images(SAMPLES_DIR)
-    translator.check_request(domains[-1], num=num)  # one-line errors before anything is written
-    translator.check_request(domains[-1], steps=steps)
+    with cli_flags():  # one-line errors before anything is written
+        translator.check_request(domains[-1], num=num)
+        translator.check_request(domains[-1], steps=steps)
     console.print(f"embedded model {translator.bundle.name}: {translator.config.img_size}px, domains "
                   f"{', '.join(domains)}; {len(samples)} sample image(s)", highlight=False)
     for sample in samples:

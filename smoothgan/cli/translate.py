@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -19,6 +21,17 @@ if TYPE_CHECKING:
 
 
 Layout = choice_enum("Layout", LAYOUTS)
+
+
+@contextmanager
+def cli_flags() -> Iterator[None]:
+    """Name the CLI flags in the library's argument errors: ``steps must be ...`` -> ``--steps must be ...``."""
+    from smoothgan.errors import InputError
+
+    try:
+        yield
+    except InputError as exc:
+        raise InputError(re.sub(r"^(num|steps|seed) ", r"--\1 ", str(exc))) from None
 
 
 def _rate_column() -> object:
@@ -106,11 +119,9 @@ def translate_command(
             console.print(f"using the embedded demo model ({translator.bundle.name}, "
                           f"domains {', '.join(translator.domains)}); pass --model for your own",
                           highlight=False)
-        try:
+        with cli_flags():
             options = jobs.make_options(translator, domain, steps=steps, num=num, seed=seed, ref=ref,
                                         source_domain=source_domain, mode=mode)
-        except InputError as exc:  # name the CLI flags in the library's message
-            raise InputError(re.sub(r"^(num|steps|seed) ", r"--\1 ", str(exc))) from None
         plan = jobs.plan_folder(translator, inputs, out, options, layout=layout.value, resume=resume,
                                 keep_going=keep_going, workers=max(4, workers))
         summary = _run(translator, plan, batch_size, workers, keep_going, gif, mp4, fps, quiet)
