@@ -202,6 +202,9 @@ def resolve_inputs(inputs: InputSpec, *, exclude: Optional[str | os.PathLike] = 
     found: list[tuple[Path, Path]] = []  # (file, the root its name is relative to)
     missing: list[tuple[Path, Path]] = []
     for raw in inputs:
+        if not isinstance(raw, (str, os.PathLike)):
+            raise InputError(f"inputs must be files, folders or glob patterns, got {type(raw).__name__} (stream "
+                             "in-memory images with Translator.iter_translate)")
         text = os.fspath(raw)
         path = Path(text)
         if path.is_dir():

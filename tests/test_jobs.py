@@ -341,6 +341,11 @@ def test_resume_keeps_lines_of_inputs_not_named_again(tmp_path: Path, translator
     (lambda t, x: t.translate(x, "a", ref=[]), "no reference images"),
     (lambda t, x: t.translate(x, "zebra"), "unknown domain"),
     (lambda t, x: t.translate(7, "a"), "images must be paths or uint8"),
+    (lambda t, x: t.translate_folder([x], "/tmp/never", "a"), "inputs must be files, folders or glob patterns"),
+    (lambda t, x: t.translate_folder([], "/tmp/never", "a"), "no inputs given"),
+    (lambda t, x: t.translate_folder(["a.png"], "/tmp/never", "a", layout="grid"), "unknown layout 'grid'"),
+    (lambda t, x: t.translate_folder(["a.png"], "/tmp/never", "a", fps=0), "fps must be positive"),
+    (lambda t, x: list(t.iter_translate(7, "a")), "inputs must be paths, folders, globs or images"),
 ])
 def test_bad_arguments_are_one_line_input_errors(call, pattern, translator) -> None:
     x = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
