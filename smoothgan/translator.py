@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -21,7 +20,7 @@ from smoothgan.backends.base import Backend, Masks
 from smoothgan.bundle import ModelBundle, load_bundle
 from smoothgan.config import ModelConfig
 from smoothgan.errors import InputError
-from smoothgan.fileio import atomic_dir, write_json_atomic
+from smoothgan.results import Result
 
 log = logging.getLogger(__name__)
 
@@ -38,79 +37,6 @@ MEMORY_FRACTION = 0.5
 # Live float32 feature maps of width start_dim at full resolution, per generator row. Measured (256px AFHQ
 # architecture, batch 8 on CPU, peak RSS growth): ONNX Runtime 1012 MiB, torch 481 MiB; the estimate gives 1038 MiB.
 _ACTIVATION_FACTOR = 8
-_PER_SOURCE_KEYS = ("source_domains", "source_domain_errors")
-
-
-@dataclass
-class Result:
-    """Outputs of one call: uint8 images [N_sources, K, H, W, 3] and the style codes that made them.
-
-    ``sources`` holds the preprocessed sources (uint8 [N_sources, H, W, 3]); ``metadata`` everything needed to
-    reproduce the call (seed, domains, steps, backend, model sha256), per-source lists included.
-    """
-
-    images: np.ndarray
-    styles: np.ndarray
-    sources: np.ndarray
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def item(self, index: int) -> "Result":
-        """The result of source ``index`` alone (its per-source metadata lists cut to one entry)."""
-        if not -len(self) <= index < len(self):
-            raise InputError(f"result index {index} out of range for {len(self)} source(s)")
-        meta = dict(self.metadata)
-        for key in _PER_SOURCE_KEYS:
-            if key in meta:
-                meta[key] = [meta[key][index]]
-        sl = slice(index, index + 1) if index != -1 else slice(-1, None)
-        return Result(self.images[sl], self.styles[sl], self.sources[sl], meta)
-
-    def sidecar(self) -> dict[str, Any]:
-        """JSON-ready description: seeds, domains, steps, backend, model hash."""
-        return dict(self.metadata)
-
-    def save(self, folder: str | Path, *, index: int = 0, input: Optional[str | Path] = None, gif: bool = False,
-             mp4: bool = False, fps: float = 10) -> Path:
-        """Write source ``index``'s result folder atomically and return it.
-
-        The folder holds frame_NNN.png, strip.png (the source first), animation.gif / animation.mp4 when asked and
-        sidecar.json (with ``input`` when given). It is built in a staging folder that then replaces ``folder``
-        whole (:func:`smoothgan.fileio.atomic_dir`): a rerun leaves no stale frames and a kill leaves the old
-        folder or the new one, never a partial one. Only a previous result folder (or an empty one) is replaced:
-        anything else at ``folder`` raises :class:`InputError` and is left alone.
-        """
-        if not fps > 0:
-            raise InputError(f"fps must be positive, got {fps}")
-        check_replaceable(folder)
-        one = self.item(index)
-        frames = list(one.images[0])
-        sidecar = one.sidecar()
-        if input is not None:
-            sidecar = {"input": str(input), **sidecar}
-        target = Path(folder)
-        with atomic_dir(target) as staging:
-            for i, frame in enumerate(frames):
-                images.save_image(staging / f"frame_{i:03d}.png", frame)
-            images.save_image(staging / "strip.png", images.make_strip([one.sources[0], *frames]))
-            if gif:
-                images.save_gif(staging / "animation.gif", frames, fps=fps)
-            if mp4:
-                images.save_mp4(staging / "animation.mp4", frames, fps=fps)
-            write_json_atomic(staging / "sidecar.json", sidecar)
-        return target
-
-
-def check_replaceable(folder: str | Path) -> None:
-    """Refuse to replace ``folder`` unless it is missing, an empty folder or a result folder (has sidecar.json)."""
-    target = Path(folder)
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise InputError(f"'{target}' exists and is not a result folder; choose another --out")
-    if target.is_dir() and not (target / "sidecar.json").is_file() and any(target.iterdir()):
-        raise InputError(f"'{target}' exists and is not a result folder (no sidecar.json); it is left alone: "
-                         "choose another --out")
 
 
 def _as_list(items: Images) -> list[ImageLike]:
