@@ -130,6 +130,13 @@ def test_keep_going_exit_code_and_last_line(tiny_bundle, folder: Path, tmp_path:
     assert not (tmp_path / "o2").exists()
 
 
+def test_progress_shows_images_per_second_and_eta(tiny_bundle, folder: Path, tmp_path: Path) -> None:
+    result = invoke("translate", folder, "--domain", "b", "--model", tiny_bundle.path, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    bar = next(line for line in result.output.splitlines() if line.startswith("translating"))
+    assert "2/2" in bar and " img/s, ETA 0:00:00" in bar
+
+
 def test_quiet_flat_run_and_resume(tiny_bundle, folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = ("translate", folder, "--domain", "b", "--num", "2", "--layout", "flat", "--model", tiny_bundle.path,

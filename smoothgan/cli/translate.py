@@ -39,10 +39,16 @@ def _rate_column() -> object:
     from rich.text import Text
 
     class RateColumn(ProgressColumn):
-        """Images per second over the recent window (rich's own speed estimate)."""
+        """Images per second and ETA from the job's average so far (results arrive in bursts, one per batch, so
+        rich's windowed speed would swing between zero and thousands)."""
 
         def render(self, task: "Task") -> Text:
-            return Text(f"{task.speed or 0:.1f} img/s")
+            elapsed = task.elapsed or 0.0
+            if not task.completed or elapsed <= 0:
+                return Text("-- img/s, ETA --:--")
+            rate = task.completed / elapsed
+            remaining = int(((task.total or task.completed) - task.completed) / rate)
+            return Text(f"{rate:.1f} img/s, ETA {remaining // 3600}:{remaining // 60 % 60:02d}:{remaining % 60:02d}")
 
     return RateColumn()
 
@@ -132,7 +138,7 @@ def translate_command(
 
 def _run(translator: object, plan: object, batch_size: int, workers: int, keep_going: bool, gif: Optional[bool],
          mp4: bool, fps: float, quiet: bool) -> "FolderSummary":
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from smoothgan import jobs
 
@@ -143,7 +149,7 @@ def _run(translator: object, plan: object, batch_size: int, workers: int, keep_g
         err_console.print(f"resume: {skipped} of {len(plan.items)} input(s) already done", highlight=False)
     show_bar = not quiet and len(plan.todo) > 1
     progress = Progress(TextColumn("translating"), BarColumn(), MofNCompleteColumn(), _rate_column(),
-                        TextColumn("ETA"), TimeRemainingColumn(), console=err_console, disable=not show_bar)
+                        console=err_console, disable=not show_bar)
     with progress:
         task = progress.add_task("translating", total=len(plan.todo))
 
