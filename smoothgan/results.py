@@ -13,6 +13,17 @@ from smoothgan.errors import InputError
 from smoothgan.fileio import atomic_dir, write_json_atomic
 
 _PER_SOURCE_KEYS = ("source_domains", "source_domain_errors")
+STRIP_MAX_HEIGHT = 512  # strips of larger frames (full-size photos with faces pasted back) use scaled copies
+
+
+def strip_of(images_: list[np.ndarray]) -> np.ndarray:
+    """Images side by side; copies scaled to :data:`STRIP_MAX_HEIGHT` when they are taller (a strip of twenty
+    full-size photos would be a PNG of hundreds of megapixels)."""
+    height = images_[0].shape[0]
+    if height > STRIP_MAX_HEIGHT:
+        images_ = [images.resize(im, (STRIP_MAX_HEIGHT, max(1, round(im.shape[1] * STRIP_MAX_HEIGHT / height))))
+                   for im in images_]
+    return images.make_strip(images_)
 
 
 @dataclass
@@ -35,11 +46,18 @@ class Result:
         """The result of source ``index`` alone (its per-source metadata lists cut to one entry)."""
         if not -len(self) <= index < len(self):
             raise InputError(f"result index {index} out of range for {len(self)} source(s)")
+        index %= len(self)
+        return self.part(index, index + 1)
+
+    def part(self, start: int, stop: int) -> "Result":
+        """The results of sources ``start`` to ``stop - 1`` (per-source metadata lists cut to match)."""
+        if not 0 <= start < stop <= len(self):
+            raise InputError(f"result sources {start}:{stop} out of range for {len(self)} source(s)")
         meta = dict(self.metadata)
         for key in _PER_SOURCE_KEYS:
             if key in meta:
-                meta[key] = [meta[key][index]]
-        sl = slice(index, index + 1) if index != -1 else slice(-1, None)
+                meta[key] = list(meta[key][start:stop])
+        sl = slice(start, stop)
         return Result(self.images[sl], self.styles[sl], self.sources[sl], meta)
 
     def sidecar(self) -> dict[str, Any]:
@@ -68,7 +86,7 @@ class Result:
         with atomic_dir(target) as staging:
             for i, frame in enumerate(frames):
                 images.save_image(staging / f"frame_{i:03d}.png", frame)
-            images.save_image(staging / "strip.png", images.make_strip([one.sources[0], *frames]))
+            images.save_image(staging / "strip.png", strip_of([one.sources[0], *frames]))
             if gif:
                 images.save_gif(staging / "animation.gif", frames, fps=fps)
             if mp4:
@@ -87,4 +105,4 @@ def check_replaceable(folder: str | Path) -> None:
                          "choose another --out")
 
 
-__all__ = ["Result", "check_replaceable"]
+__all__ = ["Result", "STRIP_MAX_HEIGHT", "check_replaceable", "strip_of"]

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 
 Layout = choice_enum("Layout", LAYOUTS)
+Align = choice_enum("Align", ("auto", "on", "off"))
 
 
 @contextmanager
@@ -31,7 +32,10 @@ def cli_flags() -> Iterator[None]:
     try:
         yield
     except InputError as exc:
-        raise InputError(re.sub(r"^(num|steps|seed) ", r"--\1 ", str(exc))) from None
+        flag = re.match(r"^(num|steps|seed|max faces|paste-back) ", str(exc))
+        if flag is None:
+            raise
+        raise InputError("--" + flag[1].replace(" ", "-") + str(exc)[len(flag[1]):]) from None
 
 
 def _rate_column() -> object:
@@ -87,6 +91,14 @@ def translate_command(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Generator rows per engine call, across "
                                                                  "images (an image with K frames is K rows).")] = 64,
     workers: Annotated[int, typer.Option("--workers", help="Decoding threads.")] = 2,
+    align: Annotated[Align, typer.Option(
+        "--align", help="Translate the faces of each photo, aligned as CelebA-HQ crops; auto: on for bundles "
+        "imported with --align face (models with a FAN), off otherwise.")] = Align.auto,
+    paste_back: Annotated[bool, typer.Option(
+        "--paste-back", help="With --align: paste the translated faces back into the full-size photo (one photo "
+        "per frame).")] = False,
+    max_faces: Annotated[Optional[int], typer.Option("--max-faces", help="With --align: the largest N faces "
+                                                                          "of each photo.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-image lines.")] = False,
 ) -> None:
     """Translate images to a domain, or interpolate styles with --steps; files, folders or globs.
@@ -127,7 +139,9 @@ def translate_command(
                           highlight=False)
         with cli_flags():
             options = jobs.make_options(translator, domain, steps=steps, num=num, seed=seed, ref=ref,
-                                        source_domain=source_domain, mode=mode)
+                                        source_domain=source_domain, mode=mode,
+                                        align=None if align.value == "auto" else align.value == "on",
+                                        paste_back=paste_back, max_faces=max_faces)
         plan = jobs.plan_folder(translator, inputs, out, options, layout=layout.value, resume=resume,
                                 keep_going=keep_going, workers=max(4, workers))
         summary = _run(translator, plan, batch_size, workers, keep_going, gif, mp4, fps, quiet)

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any, Optional
 from smoothgan import images
 from smoothgan.errors import InputError
 from smoothgan.fileio import atomic_path
+from smoothgan.jobs.aligned import face_results, pasted_result
 from smoothgan.jobs.inputs import MANIFEST, InputFile, InputSpec, resolve_inputs
 from smoothgan.jobs.stream import ItemResult, JobOptions, _check_batch, _group_size, make_options, stream
 
 if TYPE_CHECKING:
+    from smoothgan.results import Result
     from smoothgan.translator import Translator
 
 log = logging.getLogger(__name__)
@@ -141,18 +143,35 @@ def plan_folder(translator: "Translator", inputs: InputSpec, out: str | os.PathL
 def write_outputs(plan: FolderPlan, item: ItemResult, *, gif: bool = False, mp4: bool = False,
                   fps: float = 10) -> list[str]:
     """Write one input's outputs under ``plan.out`` in the plan's layout, each atomically; return their paths
-    relative to OUT (none for a failed input). Thread-safe: inputs have distinct names."""
-    options, result = plan.options, item.result
+    relative to OUT (none for a failed input). Thread-safe: inputs have distinct names.
+
+    An aligned photo (``align``) gives one output per face (``<name>_face<k>``), or with ``paste_back`` one output
+    of full-size photos with every face pasted back (see :mod:`smoothgan.jobs.aligned`).
+    """
+    result = item.result
     if result is None:
         return []
+    parts = [(item.input.name, result)]
+    if item.aligned is not None:
+        parts = ([(item.input.name, pasted_result(result, item.aligned))] if plan.options.paste_back
+                 else face_results(result, item.aligned, item.input.name))
+    outputs: list[str] = []
+    for name, one in parts:
+        outputs.extend(_write_one(plan, name, one, item.input.path, gif=gif, mp4=mp4, fps=fps))
+    return outputs
+
+
+def _write_one(plan: FolderPlan, name: PurePosixPath, result: "Result", source: Path, *, gif: bool, mp4: bool,
+               fps: float) -> list[str]:
+    """One single-source result under ``name`` in the plan's layout."""
     if plan.layout == "folders":
-        result.save(plan.out / str(item.input.name), input=item.input.path, gif=gif, mp4=mp4, fps=fps)
-        return [str(item.input.name)]
+        result.save(plan.out / str(name), input=source, gif=gif, mp4=mp4, fps=fps)
+        return [str(name)]
     frames = list(result.images[0])
-    outputs = flat_outputs(item.input.name, options.domain, len(frames))
-    for name, frame in zip(outputs, frames):
-        images.save_image(plan.out / name, frame)
-    stem = f"{item.input.name}_{_safe(options.domain)}"
+    outputs = flat_outputs(name, plan.options.domain, len(frames))
+    for output, frame in zip(outputs, frames):
+        images.save_image(plan.out / output, frame)
+    stem = f"{name}_{_safe(plan.options.domain)}"
     if gif:
         images.save_gif(plan.out / f"{stem}.gif", frames, fps=fps)
         outputs.append(f"{stem}.gif")
@@ -172,7 +191,10 @@ def make_record(plan: FolderPlan, translator: "Translator", item: ItemResult, ou
     if item.result is None:
         record["status"], record["error"] = "error", " ".join((item.error or "failed").split())
     elif "source_domains" in item.result.metadata:
-        record["source_domain"] = item.result.metadata["source_domains"][0]
+        found = item.result.metadata["source_domains"]
+        record["source_domain"] = found[0] if len(found) == 1 else found
+    if item.aligned is not None:
+        record["faces"] = item.aligned.face_records()
     return record
 
 
@@ -302,14 +324,18 @@ def run_folder(translator: "Translator", inputs: InputSpec, out: str | os.PathLi
                source_domain: Optional[str | int] = None, mode: str = "lerp", layout: str = "folders",
                resume: bool = False, keep_going: bool = False, gif: Optional[bool] = None, mp4: bool = False,
                fps: float = 10, batch_size: Optional[int] = None, workers: int = 2, prefetch: Optional[int] = None,
-               writers: int = 2,
+               writers: int = 2, align: Optional[bool] = None, paste_back: bool = False,
+               max_faces: Optional[int] = None,
                progress: Optional[Callable[[FolderSummary, ItemResult], None]] = None) -> FolderSummary:
     """Translate files/folders/globs into ``out``: validate all, then decode, batch, write, one manifest line each.
 
-    ``gif`` defaults to on for interpolations. See :func:`plan_folder` and :func:`execute`.
+    ``gif`` defaults to on for interpolations. ``align`` (default: what the bundle records) translates the faces
+    of each photo; ``paste_back`` writes them back into the full photo. See :func:`plan_folder`, :func:`execute`
+    and :mod:`smoothgan.jobs.aligned`.
     """
     options = make_options(translator, domain, steps=steps, num=num, seed=seed, ref=ref,
-                           source_domain=source_domain, mode=mode)
+                           source_domain=source_domain, mode=mode, align=align, paste_back=paste_back,
+                           max_faces=max_faces)
     if not fps > 0:
         raise InputError(f"fps must be positive, got {fps}")
     plan = plan_folder(translator, inputs, out, options, layout=layout, resume=resume, keep_going=keep_going,

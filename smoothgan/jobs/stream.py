@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from smoothgan import images
 from smoothgan.errors import InputError
+from smoothgan.jobs.aligned import AlignedPhoto, align_photo
 from smoothgan.jobs.inputs import InputFile, check_header, resolve_inputs
 
 if TYPE_CHECKING:
     from smoothgan.results import Result
     from smoothgan.translator import Translator
 
+Decoded = tuple[Any, Optional[AlignedPhoto]]  # model input float32 [F, 3, S, S] and, with align, the photo
 
 @dataclass(frozen=True)
 class JobOptions:
@@ -30,24 +32,31 @@ class JobOptions:
     ref: tuple[str, ...] = ()
     source_domain: Optional[str] = None
     mode: str = "lerp"
+    align: bool = False  # translate the faces of each photo (CelebA-HQ aligned), not the whole image
+    paste_back: bool = False  # with align: paste the translated faces back into the full photo
+    max_faces: Optional[int] = None  # with align: the largest N faces of each photo
 
     @property
     def per_source(self) -> int:
-        """Generator rows (frames) per input."""
+        """Generator rows (frames) per source image (per face with ``align``)."""
         return self.steps if self.steps is not None else (len(self.ref) or self.num)
 
     def key(self) -> dict[str, Any]:
-        return {"steps": self.steps, "num": self.num, "mode": self.mode if self.steps else None,
-                "ref": list(self.ref), "source_domain": self.source_domain}
+        key = {"steps": self.steps, "num": self.num, "mode": self.mode if self.steps else None,
+               "ref": list(self.ref), "source_domain": self.source_domain}
+        if self.align:
+            key.update(align=True, paste_back=self.paste_back, max_faces=self.max_faces)
+        return key
 
 
 @dataclass
 class ItemResult:
-    """One input's outcome: its :class:`Result` (a single source) or a one-line error."""
+    """One input's outcome: its :class:`Result` (a single source; one per face with ``align``) or a one-line error."""
 
     input: InputFile
     result: Optional["Result"] = None
     error: Optional[str] = None
+    aligned: Optional[AlignedPhoto] = None  # with align: the photo and its faces (result sources are the faces)
 
     @property
     def ok(self) -> bool:
@@ -56,8 +65,19 @@ class ItemResult:
 
 def make_options(translator: "Translator", domain: str | int, *, steps: Optional[int] = None, num: int = 1,
                  seed: int = 0, ref: Optional[Sequence[str | os.PathLike]] | str | os.PathLike = None,
-                 source_domain: Optional[str | int] = None, mode: str = "lerp") -> JobOptions:
-    """Validated :class:`JobOptions` with canonical domain names (one-line errors, nothing run)."""
+                 source_domain: Optional[str | int] = None, mode: str = "lerp", align: Optional[bool] = None,
+                 paste_back: bool = False, max_faces: Optional[int] = None) -> JobOptions:
+    """Validated :class:`JobOptions` with canonical domain names (one-line errors, nothing run).
+
+    ``align=None`` follows the bundle: on when its preprocessing records face alignment (``smoothgan import
+    --align face``, the default for models with a FAN), off otherwise.
+    """
+    if align is None:
+        align = translator.bundle.preprocessing.get("align") == "face"
+    if paste_back and not align:
+        raise InputError("paste-back needs face alignment: add --align on (or align=True)")
+    if max_faces is not None and (type(max_faces) is not int or max_faces < 1):
+        raise InputError(f"max faces must be a whole number >= 1, got {max_faces!r}")
     refs = () if ref is None else ((os.fspath(ref),) if isinstance(ref, (str, os.PathLike)) else
                                    tuple(os.fspath(r) for r in ref))
     translator.check_request(domain, steps=steps, num=num, seed=seed, ref=list(refs) if refs else None,
@@ -68,7 +88,8 @@ def make_options(translator: "Translator", domain: str | int, *, steps: Optional
             raise InputError(error.replace("image", "reference image", 1))
     names = translator.domains
     return JobOptions(names[translator.bundle.domain_index(domain)], steps, int(num), int(seed), refs,
-                      None if source_domain is None else names[translator.bundle.domain_index(source_domain)], mode)
+                      None if source_domain is None else names[translator.bundle.domain_index(source_domain)], mode,
+                      bool(align), bool(paste_back) and bool(align), max_faces if align else None)
 
 
 def _group_size(options: JobOptions, batch: int) -> int:
@@ -105,18 +126,20 @@ def stream(translator: "Translator", items: Iterable[InputFile], options: JobOpt
     target, style_meta = translator.target_styles(options.domain, options.seed, 1 if options.steps else options.num,
                                                   ref, batch)
 
-    def decode(item: InputFile) -> "np.ndarray | str":
+    def decode(item: InputFile) -> "Decoded | str":
         if item.error is not None:
             return item.error
         try:
             image = images.load(item.path) if item.image is None else translator.load_image(item.image)
-            return translator.preprocess(image)
+            if options.align:
+                return align_photo(translator, image, str(item.path), options.max_faces)
+            return translator.preprocess(image), None
         except InputError as exc:
             return str(exc)
 
-    def run(ready: list[tuple[InputFile, "np.ndarray | str"]]) -> Iterator[ItemResult]:
+    def run(ready: list[tuple[InputFile, "Decoded | str"]]) -> Iterator[ItemResult]:
         """Translate the decoded images of ``ready`` in one call; yield every item (errors too) in input order."""
-        good = [value for _, value in ready if not isinstance(value, str)]
+        good = [value[0] for _, value in ready if not isinstance(value, str)]
         result = None
         if good:
             x = np.concatenate(good)
@@ -131,10 +154,11 @@ def stream(translator: "Translator", items: Iterable[InputFile], options: JobOpt
                 yield ItemResult(item, error=value)
                 continue
             assert result is not None
-            one = result.item(index)
-            index += 1
+            count = len(value[0])  # sources of this input: 1, or its faces
+            one = result.part(index, index + count)
+            index += count
             one.metadata["input"] = str(item.path)
-            yield ItemResult(item, one)
+            yield ItemResult(item, one, aligned=value[1])
 
     pending: deque[tuple[InputFile, Future]] = deque()
     source = iter(items)
@@ -148,7 +172,7 @@ def stream(translator: "Translator", items: Iterable[InputFile], options: JobOpt
                     pending.append((item, pool.submit(decode, item)))
 
             fill()
-            ready: list[tuple[InputFile, np.ndarray | str]] = []  # errors keep their place in the order
+            ready: list[tuple[InputFile, Decoded | str]] = []  # errors keep their place in the order
             decoded = 0
             while pending:
                 item, future = pending.popleft()
@@ -159,8 +183,8 @@ def stream(translator: "Translator", items: Iterable[InputFile], options: JobOpt
                         yield from run(ready)
                     raise InputError(value)
                 ready.append((item, value))
-                decoded += not isinstance(value, str)
-                if decoded == group or len(ready) >= 4 * group:
+                decoded += 0 if isinstance(value, str) else len(value[0])
+                if decoded >= group or len(ready) >= 4 * group:
                     yield from run(ready)
                     ready, decoded = [], 0
             if ready:
@@ -184,7 +208,9 @@ def _lazy_items(inputs: Iterable[Any]) -> Iterator[InputFile]:
 def iter_results(translator: "Translator", inputs: Any, domain: str | int, *,
                  steps: Optional[int] = None, num: int = 1, seed: int = 0, ref: Any = None,
                  source_domain: Optional[str | int] = None, mode: str = "lerp", batch_size: Optional[int] = None,
-                 workers: int = 2, prefetch: Optional[int] = None, keep_going: bool = False) -> Iterator[ItemResult]:
+                 workers: int = 2, prefetch: Optional[int] = None, keep_going: bool = False,
+                 align: Optional[bool] = None, paste_back: bool = False,
+                 max_faces: Optional[int] = None) -> Iterator[ItemResult]:
     """Translate ``inputs`` and :func:`stream` one :class:`ItemResult` per input as its batch finishes.
 
     ``inputs``: files, folders and globs (a list or one of them: resolved and every file checked first, see
@@ -195,7 +221,8 @@ def iter_results(translator: "Translator", inputs: Any, domain: str | int, *,
     import numpy as np
 
     options = make_options(translator, domain, steps=steps, num=num, seed=seed, ref=ref,
-                           source_domain=source_domain, mode=mode)
+                           source_domain=source_domain, mode=mode, align=align, paste_back=paste_back,
+                           max_faces=max_faces)
     if isinstance(inputs, np.ndarray):
         if inputs.ndim == 3:
             inputs = [inputs]
