@@ -132,3 +132,18 @@ def test_bench_times_int8_beside_the_baseline(quantized, tmp_path: Path) -> None
     rows = json.loads(next(tmp_path.glob("*.json")).read_text())["rows"]
     int8 = [r for r in rows if r["precision"] == INT8]
     assert int8 and all(r["status"] == "ok" and r["psnr_db"] >= 27.0 for r in int8)
+
+
+@pytest.mark.parametrize("precision", ["fp32", INT8])
+def test_cpu_batches_run_in_chunks_with_the_same_outputs(quantized, monkeypatch, precision) -> None:
+    import smoothgan.backends.onnxruntime as ort_backend
+
+    bundle, _ = quantized
+    backend = create_backend(bundle, "onnxruntime", "cpu", precision)
+    cfg = bundle.config
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (7, 3, cfg.img_size, cfg.img_size)).astype(np.float32)
+    s = rng.standard_normal((7, cfg.style_dim)).astype(np.float32)
+    whole = backend.generate(x, s)
+    monkeypatch.setattr(ort_backend, "CPU_CHUNK", 3)
+    np.testing.assert_allclose(backend.generate(x, s), whole, atol=1e-5)
