@@ -159,6 +159,27 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
         yield lambda advance=1: progress.advance(task, advance)
 
 
+@contextmanager
+def open_translator(model: Optional[str], backend: Enum, device: Enum, precision: Enum,
+                    max_batch: int = 64) -> Iterator[Any]:
+    """Load a Translator for a command and close it afterwards (the TensorRT-RTX runtime cache is saved then)."""
+    from smoothgan.translator import load
+
+    with load(model, backend=backend.value, device=device.value, precision=precision.value,
+              max_batch=max_batch) as translator:
+        yield translator
+
+
+def announce(translator: Any) -> None:
+    """Say (on stderr) which model runs on which backend: what ``--backend auto`` chose is never a guess.
+
+    Commands call it once their arguments are checked, so a bad argument still prints one line only.
+    """
+    what = (f"the embedded demo model ({translator.bundle.name}, domains {', '.join(translator.domains)}; pass "
+            "--model for your own)" if translator.bundle.is_embedded else f"model {translator.bundle.name}")
+    err_console.print(f"using {what} on {translator.backend.describe()}")
+
+
 def split_list(value: Optional[str]) -> list[str]:
     """'a, b,c' -> ['a', 'b', 'c'] (empty items dropped)."""
     return [item.strip() for item in (value or "").split(",") if item.strip()]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from smoothgan.cli.app import (BackendName, BackendOption, Device, DeviceOption, Precision, PrecisionOption, command,
-                               console)
+                               console, open_translator)
+
+if TYPE_CHECKING:
+    from smoothgan.translator import Translator
 
 
 @command("demo")
@@ -31,19 +34,25 @@ def demo_command(
     For every sample: `OUT/SAMPLE-to-DOMAIN/` (num latent styles) and `OUT/SAMPLE-interp-DOMAIN/`
     (frames, strip, GIF, sidecar), as `smoothgan translate` writes them.
     """
-    from smoothgan import images
-    from smoothgan.bundle import EMBEDDED_BUNDLE, SAMPLES_DIR
-    from smoothgan.cli.translate import cli_flags
-    from smoothgan.translator import load
+    from smoothgan.bundle import EMBEDDED_BUNDLE
 
-    translator = load(EMBEDDED_BUNDLE, backend=backend.value, device=device.value, precision=precision.value)
+    with open_translator(str(EMBEDDED_BUNDLE), backend, device, precision) as translator:
+        _demo(translator, out, num, steps)
+
+
+def _demo(translator: "Translator", out: Path, num: int, steps: int) -> None:
+    """Translations and an interpolation of every bundled sample, one result folder each."""
+    from smoothgan import images
+    from smoothgan.bundle import SAMPLES_DIR
+    from smoothgan.cli.translate import cli_flags
+
     domains = translator.domains
     samples = images.list_images(SAMPLES_DIR)
     with cli_flags():  # one-line errors before anything is written
         translator.check_request(domains[-1], num=num)
         translator.check_request(domains[-1], steps=steps)
     console.print(f"embedded model {translator.bundle.name}: {translator.config.img_size}px, domains "
-                  f"{', '.join(domains)}; {len(samples)} sample image(s)", highlight=False)
+                  f"{', '.join(domains)}, on {translator.backend.describe()}; {len(samples)} sample image(s)")
     for sample in samples:
         source = sample.stem.split("-")[0] if sample.stem.split("-")[0] in domains else None
         targets = [d for d in domains if d != source]

@@ -14,11 +14,13 @@ from rich.table import Table
 from rich.text import Text
 
 from smoothgan.cli.app import (BackendName, BackendOption, BatchOption, Device, DeviceOption, ModelOption,
-                               Precision, PrecisionOption, command, console, err_console, warn)
+                               Precision, PrecisionOption, announce, command, console, err_console,
+                               open_translator, warn)
 
 if TYPE_CHECKING:
     from smoothgan.metrics.evaluate import Progress as ProgressFn
     from smoothgan.metrics.report import MetricValue, Report
+    from smoothgan.translator import Translator
 
 ALL_METRICS = "ps,lpips,fid,content"
 
@@ -128,16 +130,25 @@ def eval_command(
     model sha256, backend, networks, timing) to --out. The protocol is in docs/EVALUATION.md.
     """
     from smoothgan.errors import InputError
-    from smoothgan.metrics.evaluate import NEEDS_LPIPS, build_lpips, evaluate, parse_metrics, scan_eval_data
-    from smoothgan.metrics.lpips import ALEXNET_FILE, ALEXNET_URL, pretrained_weights
-    from smoothgan.translator import load
+    from smoothgan.metrics.evaluate import parse_metrics
 
     selected = parse_metrics(metrics)
     if lpips_weights is not None and lpips_random_backbone:
         raise InputError("pass either --lpips-weights or --lpips-random-backbone, not both")
-    translator = load(model, backend=backend.value, device=device.value, precision=precision.value,
-                      max_batch=batch_size)
+    with open_translator(model, backend, device, precision, batch_size) as translator:
+        _evaluate(translator, data, selected, split, num_pairs, num_outs, steps, seed, lpips_weights,
+                  lpips_random_backbone, inception_weights, device.value, out, per_task, progress)
+
+
+def _evaluate(translator: "Translator", data: Path, selected: list[str], split: str, num_pairs: int, num_outs: int,
+              steps: int, seed: int, lpips_weights: Optional[Path], lpips_random_backbone: bool,
+              inception_weights: Optional[Path], device: str, out: Path, per_task: bool, progress: bool) -> None:
+    """Run the metrics on an open translator, write the report and print the tables."""
+    from smoothgan.metrics.evaluate import NEEDS_LPIPS, build_lpips, evaluate, scan_eval_data
+    from smoothgan.metrics.lpips import ALEXNET_FILE, ALEXNET_URL, pretrained_weights
+
     scan_eval_data(data, translator.domains, split, num_pairs, need_train="fid" in selected)  # fail fast
+    announce(translator)
 
     distance = None
     if any(m in selected for m in NEEDS_LPIPS):
@@ -152,7 +163,7 @@ def eval_command(
     with stage_progress(progress) as update:
         report = evaluate(translator, data, selected, steps=steps, num_pairs=num_pairs, num_outs=num_outs,
                           seed=seed, lpips=distance, fid_extractor=inception_weights, split=split,
-                          progress=update, metric_device=device.value)
+                          progress=update, metric_device=device)
     report.save(out)
     console.print(metrics_table(report))
     if per_task and report.tasks:

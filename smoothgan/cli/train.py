@@ -83,7 +83,7 @@ def train_command(
 
     5. `smoothgan train shapes --preset tiny --lpips-random-backbone --dry-run`
 
-    6. `torchrun --nproc_per_node 8 -m smoothgan.trainer.train data/celeba_hq --preset celeba_hq --wing wing.ckpt
+    6. `torchrun --nproc_per_node 8 -m smoothgan train data/celeba_hq --preset celeba_hq --wing wing.ckpt
        --lpips-weights alexnet.pth` (one process per GPU; --batch-size is split over them)
 
     A run directory holds `options.json`, `stats.jsonl` (one line per tick), TensorBoard events, `samples/` and

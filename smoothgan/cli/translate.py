@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from smoothgan.cli.app import (BackendName, BackendOption, Device, DeviceOption, ModelOption, Precision,
-                               PrecisionOption, choice_enum, command, console, err_console)
+                               PrecisionOption, announce, choice_enum, command, console, err_console,
+                               open_translator)
 from smoothgan.jobs import LAYOUTS
 
 if TYPE_CHECKING:
@@ -124,19 +125,13 @@ def translate_command(
     """
     from smoothgan import jobs
     from smoothgan.errors import InputError
-    from smoothgan.translator import check_count, load
+    from smoothgan.translator import check_count
 
     check_count("--batch-size", batch_size, 1, 2**20)
     check_count("--workers", workers, 1, 64)
     if not fps > 0:
         raise InputError(f"--fps must be positive, got {fps}")
-    translator = load(model, backend=backend.value, device=device.value, precision=precision.value,
-                      max_batch=batch_size)
-    try:
-        if translator.bundle.is_embedded:
-            console.print(f"using the embedded demo model ({translator.bundle.name}, "
-                          f"domains {', '.join(translator.domains)}); pass --model for your own",
-                          highlight=False)
+    with open_translator(model, backend, device, precision, batch_size) as translator:
         with cli_flags():
             options = jobs.make_options(translator, domain, steps=steps, num=num, seed=seed, ref=ref,
                                         source_domain=source_domain, mode=mode,
@@ -144,9 +139,9 @@ def translate_command(
                                         paste_back=paste_back, max_faces=max_faces)
         plan = jobs.plan_folder(translator, inputs, out, options, layout=layout.value, resume=resume,
                                 keep_going=keep_going, workers=max(4, workers))
+        if not quiet:
+            announce(translator)
         summary = _run(translator, plan, batch_size, workers, keep_going, gif, mp4, fps, quiet)
-    finally:
-        translator.close()
     _report(summary, layout.value)
 
 
