@@ -2,7 +2,10 @@
 
 A case is (task, batch): ``latent`` = masks (w_hpf > 0) + mapping network + generator for ``batch`` images;
 ``reference`` = masks + style encoder on ``batch`` references + generator; ``interp20`` = one image interpolated
-in 20 steps (masks + source style + target style + one generator batch of 20). Each case is timed end to end
+in 20 steps (masks + source style + target style + one generator batch of 20); ``folder`` = a folder job of
+:data:`FOLDER_IMAGES` real-size JPEGs on disk to PNGs on disk (decode, resize, translate in batches of ``batch``
+rows, write, manifest: :meth:`Translator.translate_folder`), to set beside the raw ``latent`` rate at the same
+batch. Each case is timed end to end
 through the backend interface (numpy in, numpy out: host/device copies included, and the copy back makes
 the timing synchronous), after warm-up, for a fixed time budget; we report the median and p10/p90/p99.
 Accuracy is the PSNR of the output against torch fp32 on the same inputs (over the reference's range, as
@@ -32,7 +35,9 @@ from smoothgan.fileio import atomic_path, write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-TASKS = ("latent", "reference", "interp20")
+TASKS = ("latent", "reference", "interp20", "folder")
+FOLDER_IMAGES = 64  # JPEGs of FOLDER_SIZE in the folder task
+FOLDER_SIZE = (640, 480)
 BASELINE = ("torch", "fp32", "eager")
 
 
@@ -105,6 +110,32 @@ def case_inputs(bundle: ModelBundle, task: str, batch: int, seed: int = 0) -> di
     }
 
 
+def folder_inputs(root: Path, count: int = FOLDER_IMAGES, size: tuple[int, int] = FOLDER_SIZE, seed: int = 0) -> Path:
+    """``count`` photo-sized JPEGs (smooth colour fields with noise: they compress like photos) in ``root/in``."""
+    from PIL import Image
+
+    folder = root / "in"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    for i in range(count):
+        a, b, c = rng.uniform(0.2, 1.0, 3)
+        pixels = np.stack([x * a / w, y * b / h, (x + y) * c / (w + h)], -1) * 255 + rng.normal(0, 12, (h, w, 3))
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"photo_{i:04d}.jpg", quality=90)
+    return folder
+
+
+def run_folder_case(translator: Any, folder: Path, out: Path, batch: int) -> int:
+    """One folder job (flat layout, into an emptied ``out``); returns the number of images translated."""
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    summary = translator.translate_folder([folder], out, translator.domains[-1], layout="flat", batch_size=batch,
+                                          align=False)
+    return summary.done
+
+
 def run_case(backend: Backend, task: str, inputs: dict[str, np.ndarray], steps: int = 20) -> np.ndarray:
     """One end-to-end call of a task on a backend; returns the generated images."""
     x, domain = inputs["image"], inputs["domain"]
@@ -128,14 +159,27 @@ def run_benchmarks(bundle: ModelBundle, variants: Sequence[Variant], tasks: Sequ
                    batches: Sequence[int] = (1, 8, 20, 64), budget_s: float = 2.0, model_name: str = "",
                    progress: Optional[Callable[[str], None]] = None) -> list[Row]:
     """Time every (task, batch) on every variant; the torch fp32 eager baseline is always run first."""
+    import tempfile
+
+    if "folder" in tasks:
+        with tempfile.TemporaryDirectory(prefix="smoothgan-bench-folder-") as root:
+            return _run_benchmarks(bundle, variants, tasks, batches, budget_s, model_name, progress,
+                                   folder_inputs(Path(root)))
+    return _run_benchmarks(bundle, variants, tasks, batches, budget_s, model_name, progress, None)
+
+
+def _run_benchmarks(bundle: ModelBundle, variants: Sequence[Variant], tasks: Sequence[str], batches: Sequence[int],
+                    budget_s: float, model_name: str, progress: Optional[Callable[[str], None]],
+                    folder: Optional[Path]) -> list[Row]:
     from smoothgan.backends import create_backend
+    from smoothgan.translator import Translator
 
     device = variants[0].device if variants else "cpu"
     baseline = Variant("torch", device, "fp32", "eager")
     ordered = [baseline] + [v for v in variants if (v.backend, v.precision, v.label or "eager") != BASELINE
                             or v.device != device]
     cases = [(task, b) for task in tasks for b in ((1,) if task == "interp20" else batches)]
-    reference: dict[tuple[str, int], np.ndarray] = {}
+    reference: dict[tuple[str, int], Optional[np.ndarray]] = {}
     base_time: dict[tuple[str, int], float] = {}
     rows: list[Row] = []
     for variant in ordered:
@@ -151,13 +195,21 @@ def run_benchmarks(bundle: ModelBundle, variants: Sequence[Variant], tasks: Sequ
                 progress(f"{variant.name} {task} bs{batch}")
             inputs = case_inputs(bundle, task, batch)
             try:
-                output = run_case(backend, task, inputs)
-                times = time_call(lambda: run_case(backend, task, inputs), budget_s=budget_s)
+                if task == "folder":
+                    assert folder is not None
+                    job = Translator(bundle, backend, max_batch=batch)
+                    out = folder.parent / "out"
+                    output, images = None, run_folder_case(job, folder, out, batch)
+                    times = time_call(lambda: run_folder_case(job, folder, out, batch), budget_s=budget_s,
+                                      warmup=1, max_runs=20)
+                else:
+                    output = run_case(backend, task, inputs)
+                    images = len(output)
+                    times = time_call(lambda: run_case(backend, task, inputs), budget_s=budget_s)
             except Exception as exc:  # noqa: BLE001 - a failing engine is a row with its status, not a crash
                 row.status = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
                 rows.append(row)
                 continue
-            images = len(output)
             row.runs = len(times)
             row.median_ms = statistics.median(times) * 1e3
             row.p10_ms, row.p90_ms, row.p99_ms = (percentile(times, q) * 1e3 for q in (10, 90, 99))
@@ -165,9 +217,10 @@ def run_benchmarks(bundle: ModelBundle, variants: Sequence[Variant], tasks: Sequ
             key = (task, batch)
             if variant is baseline:
                 reference[key], base_time[key] = output, row.median_ms
-            if key in reference:
-                row.psnr_db = psnr_db(reference[key], output)
+            if key in base_time:
                 row.speedup = base_time[key] / row.median_ms
+            if output is not None and reference.get(key) is not None:
+                row.psnr_db = psnr_db(reference[key], output)
             rows.append(row)
         backend.close()
     return rows

@@ -86,3 +86,27 @@ def test_compiled_torch_backend_matches_eager(tiny_bundle) -> None:
     x = rng.uniform(-1, 1, (2, 3, 32, 32)).astype(np.float32)
     s = rng.standard_normal((2, 16)).astype(np.float32)
     np.testing.assert_allclose(compiled.generate(x, s), eager.generate(x, s), atol=1e-4, rtol=0)
+
+
+def test_folder_task_times_a_job_on_disk_beside_the_raw_rate(tiny_bundle, tmp_path: Path) -> None:
+    rows = run_benchmarks(tiny_bundle, [Variant("torch", "cpu", "bf16")], tasks=("latent", "folder"),
+                          batches=(8,), budget_s=0.0, model_name="tiny")
+    folder = [r for r in rows if r.task == "folder"]
+    assert [r.variant for r in folder] == ["torch fp32 eager", "torch bf16"]
+    for row in folder:
+        assert row.status == "ok" and row.images_per_s > 0 and row.runs >= 3
+        # 64 images per job: a job is much longer than one raw batch of 8
+        raw = next(r for r in rows if r.task == "latent" and r.variant == row.variant)
+        assert row.median_ms > raw.median_ms
+    assert folder[0].speedup == 1.0 and folder[1].speedup > 0
+
+
+def test_align_task_reports_faces_and_consistency(tmp_path: Path) -> None:
+    pytest.importorskip("skimage")
+    result = CliRunner().invoke(app, ["bench", "--tasks", "align", "--budget", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "align-cpu.json").read_text())
+    assert {r["task"] for r in data["rows"]} == {"align", "paste"}
+    assert all(r["status"] == "ok" and r["faces"] == r["expected_faces"] for r in data["rows"])
+    assert data["consistency"]["found"] == data["consistency"]["photos"]
+    assert data["consistency"]["median_corner_error_px"] < 4

@@ -46,6 +46,26 @@ def _export_missing_graphs(bundle: Any, variants: list[Any]) -> None:
                 export_onnx(bundle, precision=precision, validate=False)
 
 
+def _bench_faces(out: Path, name: Optional[str], budget: float) -> None:
+    """The face pipeline's rows: align (detect + landmarks + warp) and paste-back per photo, crop consistency."""
+    from smoothgan.bench import machine_info
+    from smoothgan.faces.benchmark import accuracy, bench_align
+    from smoothgan.fileio import write_json_atomic
+
+    rows = bench_align(budget_s=max(budget, 0.1))
+    consistency = accuracy(count=12)
+    console.print("| task | photo | faces | median ms | p90 ms | ms per face | status |\n|---|---|---|---|---|---|---|")
+    for row in rows:
+        console.print(f"| {row['task']} | {row['photo']} | {row['faces']} | {row['median_ms']:.1f} | "
+                      f"{row['p90_ms']:.1f} | {row['ms_per_face']:.1f} | {row['status']} |")
+    console.print(f"crop consistency over {consistency['photos']} transformed photos ({consistency['transforms']}): "
+                  f"{consistency['found']} found, median corner error {consistency['median_corner_error_px']} px, "
+                  f"p90 {consistency['p90_corner_error_px']} px of the {consistency['size']} crop")
+    path = out / f"{name or 'align-cpu'}.json"
+    write_json_atomic(path, {"machine": machine_info(), "rows": rows, "consistency": consistency})
+    console.print(f"wrote {path}")
+
+
 @command("bench")
 def bench_command(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Bundle to time (default: random weights "
@@ -57,7 +77,9 @@ def bench_command(
     device: DeviceOption = Device.cpu,
     batches: Annotated[str, typer.Option("--batches", help="Batch sizes of the latent/reference tasks.")]
     = "1,8,20,64",
-    tasks: Annotated[str, typer.Option("--tasks", help="latent,reference,interp20")] = "latent,reference,interp20",
+    tasks: Annotated[str, typer.Option("--tasks", help="latent,reference,interp20 and folder (a folder job of "
+                                                       "JPEGs on disk), align (face detection, landmarks, warp, "
+                                                       "paste-back)")] = "latent,reference,interp20",
     budget: Annotated[float, typer.Option("--budget", min=0.0, help="Seconds of timed runs per case.")] = 2.0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for JSON/markdown/PNG.")]
     = Path("benchmarks/results"),
@@ -78,16 +100,26 @@ def bench_command(
 
     4. `smoothgan bench --backends onnxruntime --precisions fp32,int8 --batches 1` (int8 graphs quantized first
        when the bundle has none; refused rows say why)
+
+    5. `smoothgan bench --tasks latent,folder --batches 8 --backends onnxruntime` (a folder of 64 640x480 JPEGs
+       end to end beside the raw batched rate)
+
+    6. `smoothgan bench --tasks align` (faces: ms per photo and per face, paste-back, crop consistency)
     """
     from smoothgan.bench import TASKS, Variant, machine_info, random_bundle, run_benchmarks, save_results
     from smoothgan.bundle import load_bundle
     from smoothgan.errors import InputError
 
     task_list = split_list(tasks)
-    unknown = [t for t in task_list if t not in TASKS]
+    unknown = [t for t in task_list if t not in (*TASKS, "align")]
     if unknown:
-        raise InputError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+        raise InputError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}, align")
     batch_list = _ints(batches)
+    if "align" in task_list:
+        _bench_faces(out, name, budget)
+        task_list = [t for t in task_list if t != "align"]
+        if not task_list:
+            return
     with tempfile.TemporaryDirectory(prefix="smoothgan-bench-") as workdir:  # random weights + graphs, removed after
         bundle = load_bundle(model) if model else random_bundle(preset, workdir)
         model_name = bundle.name
