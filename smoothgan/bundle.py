@@ -34,8 +34,8 @@ import numpy as np
 from smoothgan import __version__
 from smoothgan.config import ModelConfig, check_value, describe, strict_from_dict
 from smoothgan.errors import BundleError, InputError, SmoothganError
-from smoothgan.fileio import (atomic_dir, cached_sha256, clean_stale, is_staging_name, read_marker,
-                              sha256_file, write_json_atomic)
+from smoothgan.fileio import (atomic_dir, cached_sha256, clean_stale, is_staging_name, read_marker, sha256_file,
+                              target_entries, write_json_atomic)
 from smoothgan.images import FIT_MODES
 
 FORMAT = "smoothgan-bundle"
@@ -345,21 +345,7 @@ def check_replaceable(out: str | Path, overwrite: bool) -> None:
     extra files is never replaced.
     """
     out = Path(out)
-    if out.is_symlink():
-        raise InputError(f"{out} is a symbolic link; refusing to replace it (give the folder itself or another --out)")
-    if not out.exists():
-        ancestor = out.parent
-        while not ancestor.exists() and ancestor != ancestor.parent:
-            ancestor = ancestor.parent
-        if not ancestor.is_dir():
-            raise InputError(f"cannot create {out}: {ancestor} is not a folder")
-        return
-    if not out.is_dir():
-        raise InputError(f"{out} exists and is not a folder; refusing to replace it (choose another --out)")
-    try:
-        entries = sorted(p.name for p in out.iterdir())
-    except OSError as exc:
-        raise InputError(f"cannot list {out}: {exc.strerror or exc}") from None
+    entries = target_entries(out)
     if not entries:
         return
     if not is_bundle(out):

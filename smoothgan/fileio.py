@@ -187,6 +187,34 @@ def clean_stale_once(parent: Path) -> None:
     clean_stale(parent)
 
 
+def target_entries(out: str | os.PathLike[str], hint: str = "choose another --out") -> Optional[list[str]]:
+    """What a writer about to replace ``out`` finds there: None (nothing, and it can be created), else the sorted
+    names in the folder (``[]`` when empty).
+
+    A symbolic link, a file, a folder that cannot be listed, or a missing ``out`` under a file are refused with
+    a one-line :class:`InputError` ending in ``hint``. Whether a non-empty folder may be replaced is the writer's
+    rule (a bundle, a result folder, a synthetic data set), applied to the names returned.
+    """
+    from smoothgan.errors import InputError
+
+    out = Path(out)
+    if out.is_symlink():
+        raise InputError(f"{out} is a symbolic link; refusing to replace it ({hint})")
+    if not out.exists():
+        ancestor = out.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise InputError(f"cannot create {out}: {ancestor} is not a folder")
+        return None
+    if not out.is_dir():
+        raise InputError(f"{out} exists and is not a folder; refusing to replace it ({hint})")
+    try:
+        return sorted(p.name for p in out.iterdir())
+    except OSError as exc:
+        raise InputError(f"cannot list {out}: {exc.strerror or exc}") from None
+
+
 def _staging_prefix(target: Path, kind: str) -> str:
     return f".{target.name}.{os.getpid()}.{kind}-"
 

@@ -1,17 +1,7 @@
 """ONNX graphs of a bundle's networks: export, half-precision conversion, metadata and numeric validation.
 
-One graph per network and precision, ``BUNDLE/onnx/<network>-<precision>.onnx``:
-
-========================  =========================================================  ===========================
-network                   inputs                                                     outputs
-========================  =========================================================  ===========================
-``mapping_network``       latent f32 [batch, latent_dim], domain i64 [batch]         style f32 [batch, style_dim]
-``style_encoder``         image f32 [batch, 3, S, S], domain i64 [batch]             style f32 [batch, style_dim]
-``generator``             image f32 [batch, 3, S, S], style f32 [batch, style_dim]   output f32 [batch, 3, S, S]
-                          (+ mask0, mask1 f32 [batch, 1, 256, 256] when w_hpf > 0)
-``fan`` (w_hpf > 0 only)  image f32 [batch, 3, S, S] in [-1, 1]                      mask0, mask1 f32 [batch, 1,
-                                                                                     256, 256]
-========================  =========================================================  ===========================
+One graph per network and precision, ``BUNDLE/onnx/<network>-<precision>.onnx``; the table of graphs, their
+inputs and outputs is in :mod:`smoothgan.artifacts` (what the runtime reads).
 
 The batch axis is dynamic and named ``batch`` everywhere; every other size is static. The boundary is float32 /
 int64 in every precision (half graphs cast inside), so all backends share it. The ``fan`` graph is

@@ -39,7 +39,7 @@ from PIL import Image
 
 from smoothgan.config import check_value
 from smoothgan.errors import InputError
-from smoothgan.fileio import atomic_dir, is_staging_name, read_marker
+from smoothgan.fileio import atomic_dir, is_staging_name, read_marker, target_entries
 
 log = logging.getLogger(__name__)
 
@@ -291,16 +291,7 @@ SYNTH_ENTRIES = ("train", "val", "attributes.jsonl", "synth.json")  # what gener
 def _check_target(out: Path, overwrite: bool) -> None:
     """Refuse to replace anything but an earlier synthetic set (and only with ``overwrite``) holding nothing but
     what :func:`generate` wrote: every image listed in its ``attributes.jsonl``, no other files."""
-    if out.is_symlink():
-        raise InputError(f"{out} is a symbolic link; refusing to replace it (choose another folder)")
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise InputError(f"{out} exists and is not a directory")
-    try:
-        entries = sorted(p.name for p in out.iterdir())
-    except OSError as exc:
-        raise InputError(f"cannot list {out}: {exc.strerror or exc}") from None
+    entries = target_entries(out, "choose another folder")
     if not entries:
         return
     try:
