@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -30,7 +31,13 @@ from smoothgan.errors import SmoothganError
 log = logging.getLogger(__name__)
 
 _UMASK_LOCK = threading.Lock()
-_STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<kind>tmp|staging|old)-[A-Za-z0-9_]+(?P<suffix>\.[^/]*)?$")
+_STAGING = re.compile(r"^\.(?P<name>.+)\.(?:(?P<host>[0-9a-f]{6})-)?(?P<pid>\d+)\.(?P<kind>tmp|staging|old)-[A-Za-z0-9_]+"
+                      r"(?P<suffix>\.[^/]*)?$")
+# Staging names carry a short hash of the host name beside the PID: on a folder shared between machines (NFS),
+# a PID says nothing about another host's processes, so their staging is left alone unless it is older than
+# FOREIGN_STALE_S (a writer of ours never takes that long between creating and renaming a staging path).
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+FOREIGN_STALE_S = 24 * 3600
 
 
 def current_umask() -> int:
@@ -97,6 +104,16 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _is_stale(entry: Path, match: re.Match[str]) -> bool:
+    """A staging path of a dead process of this host, or of another host and older than :data:`FOREIGN_STALE_S`."""
+    if match["host"] in (None, _HOST):  # ours (or written before names had a host)
+        return not _pid_alive(int(match["pid"]))
+    try:
+        return time.time() - entry.lstat().st_mtime > FOREIGN_STALE_S
+    except OSError:
+        return False
+
+
 def clean_stale(parent: str | os.PathLike[str], name: Optional[str] = None) -> list[Path]:
     """Remove staging leftovers of ``parent/name`` (any name when None) written by processes that no longer run.
 
@@ -113,7 +130,7 @@ def clean_stale(parent: str | os.PathLike[str], name: Optional[str] = None) -> l
     touched = []
     for entry in entries:
         match = _STAGING.match(entry.name)
-        if not match or (name is not None and match["name"] != name) or _pid_alive(int(match["pid"])):
+        if not match or (name is not None and match["name"] != name) or not _is_stale(entry, match):
             continue
         target = parent / match["name"]
         try:
@@ -216,7 +233,7 @@ def target_entries(out: str | os.PathLike[str], hint: str = "choose another --ou
 
 
 def _staging_prefix(target: Path, kind: str) -> str:
-    return f".{target.name}.{os.getpid()}.{kind}-"
+    return f".{target.name}.{_HOST}-{os.getpid()}.{kind}-"
 
 
 @contextlib.contextmanager
