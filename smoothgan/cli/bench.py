@@ -66,6 +66,21 @@ def _bench_faces(out: Path, name: Optional[str], budget: float) -> None:
     console.print(f"wrote {path}")
 
 
+def _bench_serve(model: Optional[str], backend: str, precision: str, max_batch: int, out: Path) -> None:
+    """``smoothgan serve`` under 16 clients x 20 requests beside direct calls, and ``smoothgan batch`` beside the
+    folder job (:mod:`smoothgan.serving.benchmark`; needs ``smoothgan[ray]``)."""
+    import importlib.util
+
+    from smoothgan.errors import BackendError
+
+    if importlib.util.find_spec("ray") is None:
+        raise BackendError("the serve benchmark needs Ray: pip install 'smoothgan[ray]'")
+    from smoothgan.serving.benchmark import main as serve_benchmark
+
+    serve_benchmark(["--backend", backend, "--precision", precision, "--max-batch", str(max_batch),
+                     "--out", str(out), *(["--model", model] if model else [])])
+
+
 @command("bench")
 def bench_command(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Bundle to time (default: random weights "
@@ -79,7 +94,8 @@ def bench_command(
     = "1,8,20,64",
     tasks: Annotated[str, typer.Option("--tasks", help="latent,reference,interp20 and folder (a folder job of "
                                                        "JPEGs on disk), align (face detection, landmarks, warp, "
-                                                       "paste-back)")] = "latent,reference,interp20",
+                                                       "paste-back), serve (Ray Serve and Ray Data)")]
+    = "latent,reference,interp20",
     budget: Annotated[float, typer.Option("--budget", min=0.0, help="Seconds of timed runs per case.")] = 2.0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for JSON/markdown/PNG.")]
     = Path("benchmarks/results"),
@@ -105,21 +121,26 @@ def bench_command(
        end to end beside the raw batched rate)
 
     6. `smoothgan bench --tasks align` (faces: ms per photo and per face, paste-back, crop consistency)
+
+    7. `smoothgan bench --tasks serve --batches 16 --backends onnxruntime` (Ray Serve under 16 clients x 20
+       requests beside direct calls; Ray Data beside the folder job; needs smoothgan[ray])
     """
     from smoothgan.bench import TASKS, Variant, machine_info, random_bundle, run_benchmarks, save_results
     from smoothgan.bundle import load_bundle
     from smoothgan.errors import InputError
 
     task_list = split_list(tasks)
-    unknown = [t for t in task_list if t not in (*TASKS, "align")]
+    unknown = [t for t in task_list if t not in (*TASKS, "align", "serve")]
     if unknown:
-        raise InputError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}, align")
+        raise InputError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}, align, serve")
     batch_list = _ints(batches)
     if "align" in task_list:
         _bench_faces(out, name, budget)
-        task_list = [t for t in task_list if t != "align"]
-        if not task_list:
-            return
+    if "serve" in task_list:
+        _bench_serve(model, split_list(backends)[0], split_list(precisions)[0], batch_list[0], out)
+    task_list = [t for t in task_list if t not in ("align", "serve")]
+    if not task_list:
+        return
     with tempfile.TemporaryDirectory(prefix="smoothgan-bench-") as workdir:  # random weights + graphs, removed after
         bundle = load_bundle(model) if model else random_bundle(preset, workdir)
         model_name = bundle.name
