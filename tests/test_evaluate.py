@@ -99,14 +99,14 @@ def test_cli_end_to_end_report_table_and_counts(shape_bundle, shape_data: Path, 
     report = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     metrics = report["metrics"]
     expected = {f"{m}_{k}_20_{mode}" for m in ("ps", "alignment", "uniformity") for k in ("inter", "intra")
-                for mode in ("official", "metric")}
+                for mode in ("official", "metric", "paper")}
     expected |= {"lpips_latent", "lpips_reference", "content_lpips_latent", "content_position_err",
                  "content_size_err", "content_not_found"}
     assert set(metrics) == expected
     for key, value in metrics.items():
         assert math.isfinite(value["mean"]) and value["count"] > 0, key
-        if key.startswith(("ps_", "alignment_", "uniformity_")):
-            assert 0.0 <= value["mean"] <= 1.0 and value["over"] == "sequences", key
+        if key.startswith(("ps_", "alignment_", "uniformity_")):  # sqrt-LPIPS is a metric: paper A <= 1 too
+            assert 0.0 <= value["mean"] <= 1.0 + 1e-6 and value["over"] == "sequences", key
             lo, hi = value["ci95"]
             assert lo <= value["mean"] <= hi, key
     assert all(math.isfinite(v) for v in finite_leaves(report["metrics"]))
@@ -118,6 +118,14 @@ def test_cli_end_to_end_report_table_and_counts(shape_bundle, shape_data: Path, 
     assert set(tasks["ps_inter_20_metric"]) == {"circle2square", "square2circle"}
     assert set(tasks["ps_intra_20_metric"]) == {"circle2circle", "circle2square", "square2circle", "square2square"}
     assert all(v["count"] == NUM_VAL for v in tasks["ps_intra_20_official"].values())
+    for kind in ("inter", "intra"):  # paper PS = harmonic mean of the mean A and mean U, overall and per task
+        a, u = metrics[f"alignment_{kind}_20_paper"]["mean"], metrics[f"uniformity_{kind}_20_paper"]["mean"]
+        assert metrics[f"ps_{kind}_20_paper"]["mean"] == pytest.approx(2 * a * u / (a + u), rel=1e-12)
+        for task, value in tasks[f"ps_{kind}_20_paper"].items():
+            a = tasks[f"alignment_{kind}_20_paper"][task]["mean"]
+            u = tasks[f"uniformity_{kind}_20_paper"][task]["mean"]
+            assert value["mean"] == pytest.approx(2 * a * u / (a + u), rel=1e-12), task
+    assert list(metrics)[:3] == ["ps_inter_20_official", "ps_inter_20_metric", "ps_inter_20_paper"]
     assert all(v["count"] == NUM_VAL for v in tasks["lpips_reference"].values())
     assert metrics["content_not_found"]["count"] == 2 * NUM_VAL * 3  # every latent output of every task
     found = round((1 - metrics["content_not_found"]["mean"]) * 2 * NUM_VAL * 3)
@@ -131,6 +139,8 @@ def test_cli_end_to_end_report_table_and_counts(shape_bundle, shape_data: Path, 
     assert any("not comparable" in w for w in report["warnings"])
     protocol = report["protocol"]
     assert (protocol["steps"], protocol["num_outs"], protocol["seed"], protocol["split"]) == (20, 3, 0, "val")
+    assert protocol["ps_start"] == "source" and protocol["ps_inter"].startswith("E(x, y_src) -> M(z, y_trg)")
+    assert set(protocol["ps_modes"]) == {"official", "metric", "paper"}
     assert report["data"]["sources"] == {"circle": NUM_VAL, "square": NUM_VAL}
     assert report["data"]["synthetic_attributes"] is True
     assert report["timing"]["generated_images"] == 2 * NUM_VAL * (20 + 2 * 20 + 3 + 3)
@@ -248,8 +258,10 @@ def test_linear_generator_has_perfect_smoothness(tiny_bundle, tmp_path: Path) ->
     assert report.value("ps_inter_20_metric") > 0.995
     assert report.value("alignment_inter_20_official") == 1.0  # squared distances: d_end = 19^2 d vs 19 d, capped
     assert report.value("ps_inter_20_official") > 0.995
+    assert report.value("alignment_inter_20_paper") == pytest.approx(1.0, abs=5e-3)  # sqrt distances, not clipped
+    assert report.value("ps_inter_20_paper") > 0.995
     # G ignores what z changes: intra-domain frames never move -> A = 0, U = 1, PS = 0; no diversity either
-    for mode in ("official", "metric"):
+    for mode in ("official", "metric", "paper"):
         assert report.value(f"ps_intra_20_{mode}") == 0.0
         assert report.value(f"uniformity_intra_20_{mode}") == pytest.approx(1.0)
     assert report.value("lpips_latent") == 0.0 and report.value("lpips_reference") == 0.0
@@ -265,6 +277,42 @@ def test_jumping_generator_scores_one_tenth(tiny_bundle, tmp_path: Path) -> None
     assert report.value("ps_inter_20_metric") == pytest.approx(0.1)
     # official mode: the in-place 1e-6 per step lifts U by about 18 * 1e-6 / d_jump
     assert 0.1 < report.value("ps_inter_20_official") == pytest.approx(0.1, abs=5e-4)
+    # every sequence alike: the paper's HM(E[A], E[U]) = HM(1, 1/19) = 0.1 as well
+    assert report.value("ps_inter_20_paper") == pytest.approx(0.1)
+
+
+def test_latent_start_follows_the_papers_protocol(tiny_bundle, tmp_path: Path) -> None:
+    # E gives style[0] = 0 and M style[0] = 1: from a latent start both ends have style[0] = 1, so the frames
+    # never move (A = 0, U = 1, PS = 0), where the source start E(x, y_src) gives a perfect path (PS ~ 1)
+    translator = Translator(tiny_bundle, FakeBackend(tiny_bundle.config, jump=False), max_batch=16)
+    report = evaluate(translator, plain_data(tmp_path / "d"), ["ps"], steps=5, lpips=squared_pixel_distance,
+                      ps_start="latent")
+    assert not any(key.startswith(("ps_inter_5", "alignment_inter_5", "uniformity_inter_5")) for key in report.metrics)
+    for mode in ("official", "metric", "paper"):
+        assert report.value(f"ps_inter_latent_5_{mode}") == 0.0
+        assert report.value(f"uniformity_inter_latent_5_{mode}") == pytest.approx(1.0)
+        assert report.metrics[f"ps_inter_latent_5_{mode}"].count == 4  # 2 domains x 2 sources, one target each
+    assert report.protocol["ps_start"] == "latent"
+    assert report.protocol["ps_inter"].startswith("M(z', y_src) -> M(z, y_trg)")
+    assert "ps_intra_5_paper" in report.metrics  # intra-domain is two latent styles either way
+    source = evaluate(translator, plain_data(tmp_path / "d2"), ["ps"], steps=5, lpips=squared_pixel_distance)
+    assert source.value("ps_inter_5_paper") > 0.99 and source.protocol["ps_start"] == "source"
+    with pytest.raises(InputError, match="unknown ps_start 'random'; expected one of source, latent"):
+        evaluate(translator, plain_data(tmp_path / "d3"), ["ps"], lpips=squared_pixel_distance, ps_start="random")
+
+
+def test_cli_ps_start_latent(shape_bundle, shape_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    result = invoke("eval", "--model", shape_bundle.path, "--data", shape_data, "--metrics", "ps", "--steps", 3,
+                    "--num-pairs", 1, "--ps-start", "latent", "--lpips-random-backbone", "--no-progress",
+                    "--out", out, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["protocol"]["ps_start"] == "latent"
+    assert {"ps_inter_latent_3_official", "ps_inter_latent_3_paper", "ps_intra_3_paper"} <= set(report["metrics"])
+    assert "ps_inter_latent_3_paper" in result.output
+    bad = invoke("eval", "--model", shape_bundle.path, "--data", shape_data, "--ps-start", "random")
+    assert bad.exit_code == 2 and "random" in bad.output
 
 
 def test_api_input_checks(shape_bundle, shape_data: Path, tmp_path: Path, lpips_random) -> None:

@@ -126,10 +126,90 @@ def test_metric_mode_degenerate_and_invalid() -> None:
     still = ps.smoothness_from_distances([0.0, 0.0, 0.0], end=0.0, mode="metric")
     assert (still.uniformity, still.alignment, still.ps) == (1.0, 0.0, 0.0)  # the official limit values
     assert ps.smoothness_from_distances([1.0, 1.0], end=2.0 + 1e-12, mode="metric").alignment == 1.0
-    with pytest.raises(InputError):
-        ps.smoothness_from_distances([1.0], end=1.0, mode="paper")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="expected one of official, metric, paper"):
+        ps.smoothness_from_distances([1.0], end=1.0, mode="fancy")  # type: ignore[arg-type]
     with pytest.raises(InputError):
         ps.smoothness_from_distances([1.0], end=-1.0)
+
+
+def test_paper_mode_does_not_clip_alignment() -> None:
+    # end 0.5 > path 0.2 (not a metric): paper keeps A = 2.5 (so PS = 2 * 2.5 * 1 / 3.5 > 1), the others cap at 1
+    paper = ps.smoothness_from_distances([0.1, 0.1], end=0.5, mode="paper")
+    assert (paper.alignment, paper.uniformity) == (pytest.approx(2.5, rel=1e-12), 1.0)
+    assert paper.ps == pytest.approx(5 / 3.5, rel=1e-12)
+    assert ps.smoothness_from_distances([0.1, 0.1], end=0.5, mode="metric").alignment == 1.0
+    assert ps.smoothness_from_distances([0.1, 0.1], end=0.5, mode="official").alignment == 1.0
+    # below 1 and on degenerate input, paper's per-sequence values equal metric's (same distance, no epsilon)
+    for steps, end in (([0.1, 0.3], 0.35), ([0.0, 0.0, 0.0], 0.0), ([1.0, 3.0], 2.0)):
+        assert ps.smoothness_from_distances(steps, end, mode="paper") == ps.smoothness_from_distances(
+            steps, end, mode="metric")
+
+
+def test_mode_table_drives_the_modes() -> None:
+    assert list(ps.PS_MODES) == ["official", "metric", "paper"]
+    assert {name: (m.distance, m.alignment, m.aggregation) for name, m in ps.PS_MODES.items()} == {
+        "official": ("squared", "cap", "mean_of_ps"),
+        "metric": ("sqrt", "clip", "mean_of_ps"),
+        "paper": ("sqrt", "raw", "ps_of_means"),
+    }
+    assert ps.PS_MODES["official"].epsilon == ps.OFFICIAL_EPSILON and ps.PS_MODES["paper"].epsilon == 0.0
+
+
+def test_paper_ps_is_harmonic_mean_of_expectations_on_hand_sequences() -> None:
+    # jump: all change in one of 4 steps, straight -> A = 1, U = 1 - 3/4 = 1/4, per-sequence HM = 0.4
+    # wander: 4 equal steps ending 1 from the start -> A = 1/4, U = 1, per-sequence HM = 0.4
+    jump = ps.smoothness_from_distances([0.0, 0.0, 0.0, 1.0], end=1.0, mode="paper")
+    wander = ps.smoothness_from_distances([1.0, 1.0, 1.0, 1.0], end=1.0, mode="paper")
+    assert (jump.alignment, jump.uniformity) == (1.0, 0.25) and (wander.alignment, wander.uniformity) == (0.25, 1.0)
+    # E[A] = E[U] = 5/8 -> paper PS = 5/8; the mean of per-sequence harmonic means is 0.4
+    paper = ps.summarize([jump, wander], "paper")
+    assert paper.mean == pytest.approx(0.625, abs=1e-15) and paper.count == 2
+    assert ps.summarize([jump, wander], "metric").mean == pytest.approx(0.4, abs=1e-15)
+
+
+def test_issue_two_contrasting_sequences_give_0538_vs_0141() -> None:
+    # The issue's pair was not published; this pair of 20-frame sequences reproduces its numbers exactly.
+    # jump: 18 steps of 1 and one of 750 on a straight path (end 768): A = 1,
+    #   Gini = (sum_{i<=18} (2i - 20) + 18 * 750) / (19 * 768) = 13482 / 14592 -> U = 1110 / 14592 = 185 / 2432
+    # wander: 19 equal steps whose end lies 19 * 185 / 2432 from the start: A = 185 / 2432, U = 1
+    u = 185 / 2432
+    jump = ps.smoothness_from_distances([1.0] * 18 + [750.0], end=768.0, mode="paper")
+    wander = ps.smoothness_from_distances([1.0] * 19, end=19 * u, mode="paper")
+    assert (jump.alignment, jump.uniformity) == (pytest.approx(1.0, abs=1e-15), pytest.approx(u, abs=1e-15))
+    assert (wander.alignment, wander.uniformity) == (pytest.approx(u, abs=1e-15), 1.0)
+    paper = ps.summarize([jump, wander], "paper").mean  # HM(E[A], E[U]) = (1 + u) / 2 = 2617 / 4864
+    mean_of_hm = ps.summarize([jump, wander], "metric").mean  # 2u / (1 + u) = 370 / 2617 for both
+    assert paper == pytest.approx(2617 / 4864, abs=1e-14) and round(paper, 3) == 0.538
+    assert mean_of_hm == pytest.approx(370 / 2617, abs=1e-14) and round(mean_of_hm, 3) == 0.141
+
+
+def test_paper_interval_is_the_delta_method() -> None:
+    # U = 1 everywhere, A = (0.2, 0.4, 0.6): PS = HM(0.4, 1) = 0.8 / 1.4 = 4/7; dPS/dA = 2 U^2 / (A + U)^2 = 50/49,
+    # so the linearised values have std 50/49 * 0.2 = 10/49 and the half-width is t(2) * (10/49) / sqrt(3)
+    results = [ps.smoothness_from_distances([1.0, 1.0], end=2 * a, mode="paper") for a in (0.2, 0.4, 0.6)]
+    s = ps.summarize(results, "paper")
+    assert s.mean == pytest.approx(4 / 7, abs=1e-14) and s.std == pytest.approx(10 / 49, abs=1e-14)
+    half = 4.302653 * (10 / 49) / math.sqrt(3)
+    assert (s.ci95_low, s.ci95_high) == (pytest.approx(4 / 7 - half, abs=1e-6), pytest.approx(4 / 7 + half, abs=1e-6))
+    single = ps.summarize(results[:1], "paper")
+    assert single.mean == pytest.approx(2 * 0.2 / 1.2) and math.isnan(single.std) and math.isnan(single.ci95_low)
+    with pytest.raises(InputError):
+        ps.summarize([], "paper")
+
+
+def test_paper_ps_is_never_below_the_mean_of_per_sequence_values() -> None:
+    # the harmonic mean is concave (Jensen): HM(E[A], E[U]) >= E[HM(A, U)], strictly for mixed sequences
+    rng = np.random.default_rng(0)
+    results = []
+    for _ in range(500):
+        steps = rng.gamma(rng.uniform(0.2, 5.0), size=19)
+        results.append(ps.smoothness_from_distances(steps, end=steps.sum() * rng.uniform(0.05, 1.0), mode="paper"))
+    paper, mean_of_hm = ps.summarize(results, "paper"), ps.summarize(results, "metric")
+    assert paper.mean > mean_of_hm.mean + 0.01
+    a = np.mean([r.alignment for r in results])
+    u = np.mean([r.uniformity for r in results])
+    assert paper.mean == pytest.approx(2 * a * u / (a + u), rel=1e-12)
+    assert paper.ci95_low < paper.mean < paper.ci95_high
 
 
 def test_aggregate_t_interval() -> None:

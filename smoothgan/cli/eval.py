@@ -14,8 +14,9 @@ from rich.table import Table
 from rich.text import Text
 
 from smoothgan.cli.app import (BackendName, BackendOption, BatchOption, Device, DeviceOption, ModelOption,
-                               Precision, PrecisionOption, announce, command, console, err_console,
+                               Precision, PrecisionOption, announce, choice_enum, command, console, err_console,
                                open_translator, warn)
+from smoothgan.metrics.evaluate import PS_STARTS
 
 if TYPE_CHECKING:
     from smoothgan.metrics.evaluate import Progress as ProgressFn
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from smoothgan.translator import Translator
 
 ALL_METRICS = "ps,lpips,fid,content"
+PSStartChoice = choice_enum("PSStartChoice", PS_STARTS)
 
 
 @contextmanager
@@ -96,6 +98,10 @@ def eval_command(
     num_outs: Annotated[int, typer.Option("--num-outs", min=1, help="Outputs per source for LPIPS/FID.")] = 10,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of every latent and reference pick.")] = 0,
     split: Annotated[str, typer.Option("--split", help="Folder of the sources and references.")] = "val",
+    ps_start: Annotated[PSStartChoice, typer.Option(  # type: ignore[valid-type]
+        "--ps-start", help="Inter-domain PS start style: source = E(x, y_src) (default); latent = M(z', y_src), "
+                           "the paper's random styles (keys ps_inter_latent_*).")]
+    = PSStartChoice("source"),
     backend: BackendOption = BackendName.auto,
     device: DeviceOption = Device.cpu,
     precision: PrecisionOption = Precision.fp32,
@@ -126,6 +132,9 @@ def eval_command(
 
     4. `smoothgan eval --model afhq --data data/afhq --backend onnxruntime --inception-weights inception.pth`
 
+    5. `smoothgan eval --model afhq --data data/afhq --metrics ps --ps-start latent` (the paper's inter-domain
+       protocol: both ends random latent styles)
+
     Prints a table (mean, 95 % interval, count) and writes the JSON report (metrics, per-task values, protocol,
     model sha256, backend, networks, timing) to --out. The protocol is in docs/EVALUATION.md.
     """
@@ -137,12 +146,13 @@ def eval_command(
         raise InputError("pass either --lpips-weights or --lpips-random-backbone, not both")
     with open_translator(model, backend, device, precision, batch_size) as translator:
         _evaluate(translator, data, selected, split, num_pairs, num_outs, steps, seed, lpips_weights,
-                  lpips_random_backbone, inception_weights, device.value, out, per_task, progress)
+                  lpips_random_backbone, inception_weights, device.value, out, per_task, progress, ps_start.value)
 
 
 def _evaluate(translator: "Translator", data: Path, selected: list[str], split: str, num_pairs: int, num_outs: int,
               steps: int, seed: int, lpips_weights: Optional[Path], lpips_random_backbone: bool,
-              inception_weights: Optional[Path], device: str, out: Path, per_task: bool, progress: bool) -> None:
+              inception_weights: Optional[Path], device: str, out: Path, per_task: bool, progress: bool,
+              ps_start: str = "source") -> None:
     """Run the metrics on an open translator, write the report and print the tables."""
     from smoothgan.metrics.evaluate import NEEDS_LPIPS, build_lpips, evaluate, scan_eval_data
     from smoothgan.metrics.lpips import ALEXNET_FILE, ALEXNET_URL, pretrained_weights
@@ -163,7 +173,7 @@ def _evaluate(translator: "Translator", data: Path, selected: list[str], split: 
     with stage_progress(progress) as update:
         report = evaluate(translator, data, selected, steps=steps, num_pairs=num_pairs, num_outs=num_outs,
                           seed=seed, lpips=distance, fid_extractor=inception_weights, split=split,
-                          progress=update, metric_device=device)
+                          progress=update, metric_device=device, ps_start=ps_start)
     report.save(out)
     console.print(metrics_table(report))
     if per_task and report.tasks:

@@ -10,12 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from smoothgan.metrics.ps import (
+    PS_MODES,
+    PSModeSpec,
     PSResult,
     Summary,
     aggregate,
     gini,
     interpolation_alphas,
     smoothness_from_distances,
+    summarize,
 )
 from smoothgan.metrics.report import MetricValue, Report
 
@@ -68,6 +71,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "MetricValue",
+    "PS_MODES",
+    "PSModeSpec",
     "PSResult",
     "Report",
     "Summary",
@@ -75,5 +80,6 @@ __all__ = [
     "gini",
     "interpolation_alphas",
     "smoothness_from_distances",
+    "summarize",
     *_LAZY,
 ]

@@ -87,7 +87,8 @@ def sequence_distances(frames: torch.Tensor, distance: Distance) -> tuple[np.nda
     ``frames`` is [N, 3, H, W] (N >= 2, e.g. 20 frames at ``interpolation_alphas(20)``). All N pairs go through
     ``distance`` in one batched call (the official script runs one pair at a time; results agree up to float
     accumulation order). Feed the result to ``smoothgan.metrics.ps.smoothness_from_distances`` with the mode
-    that matches the distance: ``"official"`` for squared LPIPS, ``"metric"`` for ``sqrt`` / ``abs``.
+    that matches the distance: ``"official"`` for squared LPIPS, ``"metric"`` or ``"paper"`` for ``sqrt`` /
+    ``abs`` (``smoothgan.metrics.ps.PS_MODES[mode].distance``), and a set of results to ``ps.summarize``.
     """
     if frames.dim() != 4 or frames.shape[0] < 2:
         raise InputError(f"a sequence needs frames of shape [N >= 2, 3, H, W], got {tuple(frames.shape)}")

@@ -9,16 +9,20 @@ Data layout: ``DATA/<split>/<domain>/*`` (sources and references, ``split="val"`
 domain are its images sorted by path; ``num_pairs`` keeps the first N (default all).
 
 Randomness: every latent z is ``numpy.random.default_rng([seed, stream, src, i, trg, j]).standard_normal(L)``
-(src/trg domain indices, i the source's index in its sorted list, j the output number; streams 0 PS inter,
-1 PS intra, 2 latent translations, 3 reference picks), so a number does not depend on batch sizes or backends.
+(src/trg domain indices, i the source's index in its sorted list, j the output number; streams 0 PS inter
+(j = 0 the end style, j = 1 the start style with ``ps_start="latent"``), 1 PS intra, 2 latent translations,
+3 reference picks), so a number does not depend on batch sizes or backends.
 
 Protocol (the official repo never recorded how its PS frame sequences were made; docs/EVALUATION.md):
 
 - **PS inter-domain** ``ps_inter_<steps>_<mode>``: for every source x of domain y_src and every y_trg != y_src,
-  styles lerp(E(x, y_src), M(z, y_trg), alpha) at alpha = i / (steps - 1) (both ends included); frames
-  G(x, s, masks(x)); frames quantised to uint8 and rescaled to [-1, 1] (the released ``ps_eval.py`` read 8-bit
-  PNGs); squared LPIPS between consecutive frames and between the two end frames. ``official`` mode = squared
-  LPIPS, A capped at 1, in-place epsilon (the released script); ``metric`` mode = sqrt-LPIPS, a pseudo-metric.
+  styles lerp(s0, M(z, y_trg), alpha) at alpha = i / (steps - 1) (both ends included), s0 = E(x, y_src) (the
+  default ``ps_start="source"``, our deviation) or a random style M(z', y_src) (``ps_start="latent"``, the
+  paper's random styles; keys ``ps_inter_latent_<steps>_<mode>``); frames G(x, s, masks(x)); frames quantised
+  to uint8 and rescaled to [-1, 1] (the released ``ps_eval.py`` read 8-bit PNGs); squared LPIPS between
+  consecutive frames and between the two end frames. Modes (``smoothgan.metrics.ps.PS_MODES``): ``official`` =
+  squared LPIPS, A capped at 1, in-place epsilon (the released script); ``metric`` = sqrt-LPIPS, a
+  pseudo-metric; ``paper`` = sqrt-LPIPS, A unclipped, PS = harmonic mean of mean A and mean U (Eq. 13-14).
 - **PS intra-domain** ``ps_intra_<steps>_<mode>``: the same path between two mapping styles M(z1, y),
   M(z2, y) of the same domain, for every domain y (the source's own included, like the smoothing repo's video
   mode, whose loop holds intra segments in both domains).
@@ -51,7 +55,7 @@ import numpy as np
 
 from smoothgan import images, styles
 from smoothgan.errors import BackendError, DataError, InputError
-from smoothgan.metrics.ps import smoothness_from_distances
+from smoothgan.metrics.ps import PS_MODES, PSResult, smoothness_from_distances, summarize
 from smoothgan.metrics.report import MetricValue, Report
 
 if TYPE_CHECKING:
@@ -61,8 +65,8 @@ if TYPE_CHECKING:
     from smoothgan.translator import Translator
 
 __all__ = [
-    "METRICS", "EvalData", "Progress", "build_fid_extractor", "build_lpips", "evaluate", "parse_metrics",
-    "scan_eval_data",
+    "METRICS", "PS_STARTS", "EvalData", "PSStart", "Progress", "build_fid_extractor", "build_lpips", "evaluate",
+    "parse_metrics", "scan_eval_data",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,6 +77,28 @@ NEEDS_LPIPS = ("ps", "lpips", "content")
 
 STREAM_INTER, STREAM_INTRA, STREAM_LATENT, STREAM_REFERENCE = 0, 1, 2, 3
 RANDOM_BACKBONE_WARNING = "LPIPS backbone is random: numbers not comparable with published LPIPS/PS"
+
+
+@dataclass(frozen=True)
+class PSStart:
+    """Where an inter-domain PS interpolation starts (a row of :data:`PS_STARTS`)."""
+
+    name: str
+    kind: str  # the kind in the metric keys: ps_<kind>_<steps>_<mode>
+    style: str  # the start style, in the notation of docs/EVALUATION.md
+    summary: str  # one line for the report's protocol
+
+
+PS_STARTS: dict[str, PSStart] = {
+    row.name: row
+    for row in (
+        PSStart("source", "inter", "E(x, y_src)",
+                "the source's own style (default; a deviation from the paper and the official main.py)"),
+        PSStart("latent", "inter_latent", "M(z', y_src)",
+                "a random latent style of the source domain (the paper's random styles)"),
+    )
+}
+"""Start styles of the inter-domain PS sequences; drives ``evaluate(ps_start=...)`` and ``--ps-start``."""
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, completed, total)``, called as work units of a stage finish."""
@@ -204,10 +230,11 @@ class _Runner:
     """State shared by the passes: translator, distance, extractor, seeds, progress, collected values."""
 
     def __init__(self, translator: Translator, data: EvalData, distance: Optional[Distance],
-                 extractor: Optional[Callable[..., Any]], device: str, seed: int, progress: Optional[Progress]) -> None:
+                 extractor: Optional[Callable[..., Any]], device: str, seed: int, progress: Optional[Progress],
+                 ps_start: str = "source") -> None:
         import torch
 
-        self.t, self.data, self.seed = translator, data, seed
+        self.t, self.data, self.seed, self.ps_start = translator, data, seed, ps_start
         self.domains = data.domains
         self.index = {d: translator.bundle.domain_index(d) for d in data.domains}
         self.batch = translator.max_batch
@@ -269,9 +296,10 @@ class _Runner:
 
     # -- PS -------------------------------------------------------------------------------------------------------
     def perceptual_smoothness(self, kind: str, steps: int, report: Report) -> None:
-        """Interpolation sequences of one kind ("inter" or "intra") -> PS, alignment, uniformity in both modes."""
-        values: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        """Interpolation sequences of one kind ("inter" or "intra") -> PS, alignment, uniformity in every mode."""
+        results: dict[tuple[str, str], dict[str, list[PSResult]]] = defaultdict(lambda: defaultdict(list))
         intra = kind == "intra"
+        label = kind if intra else PS_STARTS[self.ps_start].kind
         total = sum(len(self.data.sources[s]) for s, _ in self._tasks(intra))  # sequences
         done, stage = 0, f"PS {kind}-domain"
         for src in self.domains:
@@ -290,7 +318,11 @@ class _Runner:
                     end = self._map(np.stack([self._latent(STREAM_INTRA, s, c0 + i, t, 1)
                                               for i in range(n) for t in tix]), dom)
                 else:
-                    start = np.repeat(self.t.encode(x, np.full(n, s, np.int64)), k, axis=0)
+                    if self.ps_start == "latent":
+                        start = self._map(np.stack([self._latent(STREAM_INTER, s, c0 + i, t, 1)
+                                                    for i in range(n) for t in tix]), np.full(n * k, s, np.int64))
+                    else:
+                        start = np.repeat(self.t.encode(x, np.full(n, s, np.int64)), k, axis=0)
                     end = self._map(np.stack([self._latent(STREAM_INTER, s, c0 + i, t, 0)
                                               for i in range(n) for t in tix]), dom)
                 path = styles.interpolate(start, end, steps).transpose(1, 0, 2)  # [n * k, steps, D]
@@ -300,15 +332,14 @@ class _Runner:
                 second = np.concatenate([frames[:, 1:], frames[:, -1:]], axis=1).reshape(-1, *frames.shape[2:])
                 d = self._distances(first, second).reshape(n * k, steps)  # [.., :-1] consecutive, [.., -1] end
                 for q in range(n * k):
-                    bucket = values[(src, targets[q % k])]
-                    for mode, dist in (("official", d[q]), ("metric", np.sqrt(d[q]))):
-                        r = smoothness_from_distances(dist[:-1], float(dist[-1]), mode=mode)
-                        bucket[f"ps_{kind}_{steps}_{mode}"].append(r.ps)
-                        bucket[f"alignment_{kind}_{steps}_{mode}"].append(r.alignment)
-                        bucket[f"uniformity_{kind}_{steps}_{mode}"].append(r.uniformity)
+                    bucket = results[(src, targets[q % k])]
+                    by_distance = {"squared": d[q], "sqrt": np.sqrt(d[q])}
+                    for mode, spec in PS_MODES.items():
+                        dist = by_distance[spec.distance]
+                        bucket[mode].append(smoothness_from_distances(dist[:-1], float(dist[-1]), mode=mode))
                 done += n * k
                 self._report(stage, done, total)
-        _add_grouped(report, values)
+        _add_smoothness(report, results, label, steps)
 
     # -- translations: diversity, FID, content --------------------------------------------------------------------
     def _reference_styles(self, domain: str) -> np.ndarray:
@@ -446,6 +477,7 @@ def evaluate(
     split: str = "val",
     progress: Optional[Progress] = None,
     metric_device: Optional[str] = None,
+    ps_start: str = "source",
 ) -> Report:
     """Evaluate a model on ``data_root`` with the protocol of the module docstring; returns a :class:`Report`.
 
@@ -454,14 +486,19 @@ def evaluate(
     cache; a :class:`~smoothgan.metrics.lpips.PerceptualDistance` with ``random_backbone=True`` for smoke tests).
     ``fid_extractor``: a callable ``images [B, 3, H, W] in [-1, 1] -> [B, F]``, a path to torchvision's
     Inception v3 weights, or None for the hub cache. ``metric_device``: where LPIPS/Inception run (default: the
-    backend's device if torch can use it, else CPU). ``progress(stage, completed, total)`` is called as work
-    finishes. Inputs are checked (data layout, weights) before any image is generated.
+    backend's device if torch can use it, else CPU). ``ps_start``: the inter-domain start style, a key of
+    :data:`PS_STARTS` ("source": E(x, y_src), the default; "latent": M(z', y_src), the paper's protocol).
+    ``progress(stage, completed, total)`` is called as work finishes. Inputs are checked (data layout, weights)
+    before any image is generated.
     """
     started = time.perf_counter()
     selected = parse_metrics(metrics)
     _check_int("steps", steps, 2)
     _check_int("num_outs", num_outs, 2 if "lpips" in selected else 1)
     _check_int("seed", seed, 0)
+    if not isinstance(ps_start, str) or ps_start not in PS_STARTS:
+        raise InputError(f"unknown ps_start {ps_start!r}; expected one of {', '.join(PS_STARTS)}")
+    start = PS_STARTS[ps_start]
     if num_pairs is not None:
         _check_int("num_pairs", num_pairs, 1)
     if len(translator.domains) < 2:
@@ -498,13 +535,14 @@ def evaluate(
         "metrics": list(selected), "split": split, "steps": steps, "num_pairs": num_pairs, "num_outs": num_outs,
         "seed": seed,
         "latents": "numpy default_rng([seed, stream, src, i, trg, j]).standard_normal(latent_dim); streams: "
-                   "0 ps_inter, 1 ps_intra, 2 latent translations, 3 reference picks",
+                   "0 ps_inter (j=0 end, j=1 latent start), 1 ps_intra, 2 latent translations, 3 reference picks",
         "interpolation": "lerp of style codes at i/(steps-1), both ends included",
-        "ps_inter": "E(x, y_src) -> M(z, y_trg) for every y_trg != y_src",
+        "ps_start": ps_start,
+        "ps_inter": f"{start.style} -> M(z, y_trg) for every y_trg != y_src; start: {start.summary}; "
+                    f"keys ps_{start.kind}_<steps>_<mode>",
         "ps_intra": "M(z1, y) -> M(z2, y) for every domain y, the source's own included",
         "ps_frames": "uint8-quantised outputs rescaled to [-1, 1] (as PNGs read by ps_eval.py)",
-        "ps_modes": {"official": "squared LPIPS, alignment capped at 1, in-place 1e-6 (released ps_eval.py)",
-                     "metric": "sqrt of squared LPIPS (a pseudo-metric), no epsilon"},
+        "ps_modes": {name: spec.summary for name, spec in PS_MODES.items()},
         "lpips_diversity": "per source, mean squared LPIPS over all pairs of num_outs float outputs; tasks src != trg",
         "references": f"drawn uniformly (seeded) from the target domain's {split} images",
         "fid": "uint8-quantised outputs per task vs every train image of the target domain; headline = task mean",
@@ -517,7 +555,7 @@ def evaluate(
                       "max_batch": translator.max_batch, "metric_device": device}
     report.data = data.summary()
 
-    runner = _Runner(translator, data, distance, extractor, device, seed, progress)
+    runner = _Runner(translator, data, distance, extractor, device, seed, progress, ps_start)
     stage_s: dict[str, float] = {}
     if "ps" in selected:
         for kind in ("inter", "intra"):
@@ -550,10 +588,13 @@ _ORDER = ("ps_inter", "ps_intra", "lpips_", "fid_", "content_lpips", "content_po
           "content_not_found", "alignment_inter", "uniformity_inter", "alignment_intra", "uniformity_intra")
 
 
-def _rank(key: str) -> tuple[int, bool, str]:
-    """Report order: headline PS, diversity, FID, content, then the PS components; official before metric."""
+def _rank(key: str) -> tuple[int, str, int]:
+    """Report order: headline PS, diversity, FID, content, then the PS components; modes in PS_MODES order."""
     family = next((i for i, prefix in enumerate(_ORDER) if key.startswith(prefix)), len(_ORDER))
-    return family, not key.endswith("_official"), key
+    base, _, mode = key.rpartition("_")
+    if mode in PS_MODES:
+        return family, base, list(PS_MODES).index(mode)
+    return family, key, -1
 
 
 def _over(key: str) -> str:
@@ -563,6 +604,27 @@ def _over(key: str) -> str:
     if key.startswith(("content_position", "content_size", "content_not_found")):
         return "outputs"
     return "source images"
+
+
+def _add_smoothness(report: Report, results: dict[tuple[str, str], dict[str, list[PSResult]]], kind: str,
+                    steps: int) -> None:
+    """Per-task PS results -> ``ps_/alignment_/uniformity_<kind>_<steps>_<mode>``, overall (pooled) and per task.
+
+    PS goes through :func:`~smoothgan.metrics.ps.summarize`, so ``paper`` mode is the harmonic mean of the mean
+    alignment and mean uniformity of the set (overall, and of each task), not a mean of per-sequence values.
+    """
+    for mode in PS_MODES:
+        per_task = {f"{s}2{t}": b[mode] for (s, t), b in results.items() if b.get(mode)}
+        pooled = [r for rs in per_task.values() for r in rs]
+        if not pooled:
+            continue
+        report.add(f"ps_{kind}_{steps}_{mode}", MetricValue.from_summary(summarize(pooled, mode), "sequences"),
+                   {task: MetricValue.from_summary(summarize(rs, mode), "sequences") for task, rs in per_task.items()})
+        for part in ("alignment", "uniformity"):
+            report.add(f"{part}_{kind}_{steps}_{mode}",
+                       MetricValue.from_values([getattr(r, part) for r in pooled], "sequences"),
+                       {task: MetricValue.from_values([getattr(r, part) for r in rs], "sequences")
+                        for task, rs in per_task.items()})
 
 
 def _add_grouped(report: Report, values: dict[tuple[str, str], dict[str, list[float]]]) -> None:

@@ -92,11 +92,13 @@ class PerceptualDistance(nn.Module):
     - ``"squared"``: standard LPIPS (squared difference of unit-normalised features, weighted, spatially
       averaged, summed over the 5 layers) = the official repos' default and what ``ps_eval.py`` uses.
       Not a metric (no triangle inequality).
-    - ``"sqrt"``: the square root of standard LPIPS per pair, a metric-like reading for PS ``"metric"`` mode.
+    - ``"sqrt"``: the square root of standard LPIPS per pair, a metric-like reading for PS ``"metric"`` and
+      ``"paper"`` modes.
       Its gradient is infinite at distance 0: train with ``"squared"``.
     - ``"abs"``: the Smoothing repo's ``l2`` variant: elementwise |f0 - f1| of the unit-normalised features,
-      weighted and summed like LPIPS. With non-negative weights it is a pseudo-metric. Its own weights file
-      (``metrics/lpips_weights.pth``) was never published, so the v0.1 alex weights are used instead.
+      weighted and summed like LPIPS. With non-negative weights it is a pseudo-metric. That variant loads its
+      own weights file, ``metrics/lpips_weights.pth``, published in the Smoothing repo's tree; smoothgan does
+      not read it (CC BY-NC) and uses the v0.1 alex weights, so values differ from that variant's.
 
     Backbone (torchvision AlexNet ``features``): ``backbone_weights=None`` reads torchvision's cached
     ImageNet checkpoint from ``torch.hub.get_dir()/checkpoints/alexnet-owt-7be5be79.pth`` (never downloads);

@@ -8,24 +8,30 @@ consecutive distances d_t = D(x_t, x_{t+1}) and the end-to-end distance d_end = 
 - PS = 2 A U / (A + U), their harmonic mean.
 
 This module only does the arithmetic; the caller computes the distances (see
-``smoothgan.metrics.diversity.sequence_distances`` and ``smoothgan.metrics.lpips.PerceptualDistance``). Two
-modes, chosen to match the distance given:
+``smoothgan.metrics.diversity.sequence_distances`` and ``smoothgan.metrics.lpips.PerceptualDistance``). Three
+modes (the rows of :data:`PS_MODES`), each with the distance it expects:
 
 - ``"official"``: parity with the released ``ps_eval.py``. The distances must be *squared* LPIPS (the standard
   LPIPS value, ``PerceptualDistance(mode="squared")``). 1e-6 is added to every consecutive distance before the
   Gini, and the released code adds it in place, so the alignment sum includes ``n * 1e-6`` too. A is capped at 1
-  because squared LPIPS violates the triangle inequality.
-- ``"metric"``: the paper's intent (LPIPS "modified to be a proper metric"), a documented deviation from the
-  released script. The distances must obey the triangle inequality (``PerceptualDistance(mode="sqrt")`` or
-  ``mode="abs"``), so A <= 1 holds mathematically and is only clipped to [0, 1] against float noise. No epsilon
-  is added: the only division by zero (all steps zero) is handled explicitly with the official code's limit
-  values, U = 1 and A = 0.
+  because squared LPIPS violates the triangle inequality. The PS of a set is the mean of per-sequence PS.
+- ``"metric"``: the paper's distance (LPIPS "modified to be a proper metric") with the released script's
+  aggregation, a documented deviation from both. The distances must obey the triangle inequality
+  (``PerceptualDistance(mode="sqrt")`` or ``mode="abs"``), so A <= 1 holds mathematically and is only clipped to
+  [0, 1] against float noise. No epsilon is added: the only division by zero (all steps zero) is handled
+  explicitly with the official code's limit values, U = 1 and A = 0. The PS of a set is the mean of
+  per-sequence PS.
+- ``"paper"``: the paper's Eq. 13-14. Same distances and per-sequence A and U as ``"metric"`` except that A is
+  never clipped; the PS of a set is the harmonic mean of the *expected* alignment and the *expected* uniformity
+  over its sequences, 2 E[A] E[U] / (E[A] + E[U]) (:func:`summarize`), not the mean of per-sequence harmonic
+  means. The harmonic mean is concave, so this is never below the mean of per-sequence values.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,21 +41,53 @@ from smoothgan.errors import InputError
 
 __all__ = [
     "OFFICIAL_EPSILON",
+    "PS_MODES",
     "PSMode",
+    "PSModeSpec",
     "PSResult",
     "Summary",
     "aggregate",
     "gini",
     "interpolation_alphas",
+    "ps_mode",
     "smoothness_from_distances",
+    "summarize",
 ]
 
 logger = logging.getLogger(__name__)
 
-PSMode = Literal["official", "metric"]
+PSMode = Literal["official", "metric", "paper"]
 
 OFFICIAL_EPSILON = 1e-6
 """Added to every consecutive distance by the released ``ps_eval.py`` (``"official"`` mode)."""
+
+
+@dataclass(frozen=True)
+class PSModeSpec:
+    """One PS mode: the distance it expects and how it treats the numbers (a row of :data:`PS_MODES`)."""
+
+    name: str
+    distance: Literal["squared", "sqrt"]  # what the caller feeds: squared LPIPS, or a metric such as its sqrt
+    epsilon: float  # added in place to every consecutive distance (the released script's quirk)
+    alignment: Literal["cap", "clip", "raw"]  # min(1, A); clip to [0, 1] warning above 1; untouched
+    aggregation: Literal["mean_of_ps", "ps_of_means"]  # E[PS] over sequences, or HM(E[A], E[U])
+    summary: str  # one line for reports and docs
+
+
+PS_MODES: dict[str, PSModeSpec] = {
+    spec.name: spec
+    for spec in (
+        PSModeSpec("official", "squared", OFFICIAL_EPSILON, "cap", "mean_of_ps",
+                   "squared LPIPS, alignment capped at 1, in-place 1e-6, mean of per-sequence PS "
+                   "(the released ps_eval.py)"),
+        PSModeSpec("metric", "sqrt", 0.0, "clip", "mean_of_ps",
+                   "sqrt of squared LPIPS (a pseudo-metric), no epsilon, mean of per-sequence PS"),
+        PSModeSpec("paper", "sqrt", 0.0, "raw", "ps_of_means",
+                   "sqrt of squared LPIPS, no epsilon, alignment not clipped, PS = harmonic mean of mean "
+                   "alignment and mean uniformity over sequences (paper Eq. 13-14)"),
+    )
+}
+"""The PS modes, in report order; the evaluation runner, its report and the docs are driven by this table."""
 
 # Relative slack before an alignment above 1 in "metric" mode counts as a broken triangle inequality.
 _METRIC_SLACK = 1e-5
@@ -61,7 +99,11 @@ _Z975 = 1.959963984540054
 
 @dataclass(frozen=True)
 class PSResult:
-    """Perceptual Smoothness of one sequence: alignment A, uniformity U and PS = 2AU / (A + U), all in [0, 1]."""
+    """Perceptual Smoothness of one sequence: alignment A, uniformity U and PS = 2AU / (A + U).
+
+    All in [0, 1] except in ``"paper"`` mode, where A (and so PS) exceeds 1 if the distance breaks the triangle
+    inequality; a set of sequences aggregates these with :func:`summarize`.
+    """
 
     alignment: float
     uniformity: float
@@ -108,10 +150,18 @@ def gini(values: object) -> float:
 
 
 def _harmonic(a: float, b: float) -> float:
-    """2ab / (a + b); 0.0 when either is 0 (the official code gives NaN when both are 0)."""
+    """2ab / (a + b); 0.0 when either is 0 (no 0/0 when both are, which U >= 1/n rules out for real sequences)."""
     if a + b == 0.0:
         return 0.0
     return 2.0 * a * b / (a + b)
+
+
+def ps_mode(mode: str) -> PSModeSpec:
+    """The :data:`PS_MODES` row of ``mode``; InputError naming the modes for anything else."""
+    spec = PS_MODES.get(mode) if isinstance(mode, str) else None
+    if spec is None:
+        raise InputError(f"unknown PS mode {mode!r}; expected one of {', '.join(PS_MODES)}")
+    return spec
 
 
 def smoothness_from_distances(consecutive: object, end: float, mode: PSMode = "official") -> PSResult:
@@ -120,36 +170,60 @@ def smoothness_from_distances(consecutive: object, end: float, mode: PSMode = "o
     ``consecutive`` holds the N - 1 distances between neighbouring frames, ``end`` the distance between the
     first and the last frame. ``mode="official"`` expects squared LPIPS and reproduces the released script,
     including its in-place 1e-6 and the cap of A at 1; ``mode="metric"`` expects a true metric (sqrt-LPIPS or
-    the absolute-difference variant) and adds no epsilon. Where A and U are both 0 the official script returns
-    NaN; both modes return PS = 0.0 there.
+    the absolute-difference variant), adds no epsilon and clips A to [0, 1]; ``mode="paper"`` is ``"metric"``
+    without the clip (its set-level PS comes from :func:`summarize`). Uniformity is at least 1/n for n steps,
+    so A and U are never both 0 (the official code's NaN for that case cannot happen with its epsilon either).
     """
+    spec = ps_mode(mode)
     d = _as_distances(consecutive, "consecutive distances")
     end_arr = _as_distances([end], "end distance")
     d_end = float(end_arr[0])
 
-    if mode == "official":
-        d = d + OFFICIAL_EPSILON  # the released code mutates its array, so the sum below sees the epsilon too
-        uniformity = 1.0 - gini(d)
-        alignment = min(1.0, d_end / float(d.sum()))
-    elif mode == "metric":
-        uniformity = 1.0 - gini(d)
-        total = float(d.sum())
-        if total == 0.0:
-            alignment = 0.0  # no movement at all: the official epsilon gives 0 / (n * 1e-6) = 0 as well
-        else:
-            alignment = d_end / total
-            if alignment > 1.0 + _METRIC_SLACK:
-                logger.warning(
-                    "end distance %.6g exceeds the path length %.6g: the distance is not a metric "
-                    "(use mode='official' for squared LPIPS); alignment clipped to 1",
-                    d_end,
-                    total,
-                )
-            alignment = min(1.0, max(0.0, alignment))
+    if spec.epsilon:
+        d = d + spec.epsilon  # the released code mutates its array, so the sum below sees the epsilon too
+    uniformity = 1.0 - gini(d)
+    total = float(d.sum())
+    if total == 0.0:
+        alignment = 0.0  # no movement at all: the official epsilon gives 0 / (n * 1e-6) = 0 as well
     else:
-        raise InputError(f"unknown PS mode {mode!r}; expected 'official' or 'metric'")
+        alignment = d_end / total
+    if spec.alignment == "cap":
+        alignment = min(1.0, alignment)
+    elif spec.alignment == "clip":
+        if alignment > 1.0 + _METRIC_SLACK:
+            logger.warning(
+                "end distance %.6g exceeds the path length %.6g: the distance is not a metric "
+                "(use mode='official' for squared LPIPS); alignment clipped to 1",
+                d_end,
+                total,
+            )
+        alignment = min(1.0, max(0.0, alignment))
 
     return PSResult(alignment=alignment, uniformity=uniformity, ps=_harmonic(alignment, uniformity))
+
+
+def summarize(results: Sequence[PSResult], mode: PSMode) -> Summary:
+    """PS of a set of sequences in ``mode``, with a 95 % interval.
+
+    ``"official"`` and ``"metric"``: the mean of per-sequence PS (:func:`aggregate`), as the released script
+    prints it. ``"paper"`` (Eq. 13-14): PS = 2 E[A] E[U] / (E[A] + E[U]) over the sequences; its interval is the
+    delta method, i.e. the Student-t interval of the linearised per-sequence values
+    PS + dPS/dA (A_i - E[A]) + dPS/dU (U_i - E[U]), whose sample std is reported as ``std``.
+    """
+    spec = ps_mode(mode)
+    if len(results) == 0:
+        raise InputError("summarize needs at least one sequence")
+    if spec.aggregation == "mean_of_ps":
+        return aggregate([r.ps for r in results])
+    a = np.array([r.alignment for r in results], dtype=np.float64)
+    u = np.array([r.uniformity for r in results], dtype=np.float64)
+    mean_a, mean_u = float(a.mean()), float(u.mean())
+    value = _harmonic(mean_a, mean_u)
+    s = mean_a + mean_u
+    grad_a, grad_u = (2.0 * mean_u**2 / s**2, 2.0 * mean_a**2 / s**2) if s > 0 else (0.0, 0.0)
+    linear = aggregate(value + grad_a * (a - mean_a) + grad_u * (u - mean_u))
+    half = (linear.ci95_high - linear.ci95_low) / 2.0
+    return Summary(mean=value, std=linear.std, count=linear.count, ci95_low=value - half, ci95_high=value + half)
 
 
 def _t975(df: int) -> float:

@@ -24,7 +24,7 @@ import numpy as np
 
 from smoothgan import __version__
 from smoothgan.fileio import write_json_atomic
-from smoothgan.metrics.ps import aggregate
+from smoothgan.metrics.ps import Summary, aggregate
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MetricValue", "Report"]
 
@@ -47,8 +47,12 @@ class MetricValue:
     @classmethod
     def from_values(cls, values: Iterable[float], over: str) -> MetricValue:
         """Mean, std and 95 % interval of per-item values (:func:`smoothgan.metrics.ps.aggregate`)."""
-        s = aggregate(np.asarray(list(values), dtype=np.float64))
-        return cls(s.mean, s.std, s.count, over, s.ci95_low, s.ci95_high)
+        return cls.from_summary(aggregate(np.asarray(list(values), dtype=np.float64)), over)
+
+    @classmethod
+    def from_summary(cls, summary: Summary, over: str) -> MetricValue:
+        """A :class:`~smoothgan.metrics.ps.Summary` (e.g. :func:`~smoothgan.metrics.ps.summarize`'s PS of a set)."""
+        return cls(summary.mean, summary.std, summary.count, over, summary.ci95_low, summary.ci95_high)
 
     @classmethod
     def single(cls, value: float, count: int, over: str) -> MetricValue:
