@@ -114,3 +114,19 @@ def test_bad_training_options_file_is_one_line(tmp_path: Path) -> None:
         options = tmp_path / "options.json"
         options.write_text(text)
         assert_one_line_error(invoke("train", tmp_path, "--options", options), needle)
+
+
+def test_info_shows_a_bundle_whose_weights_changed_and_warns(tiny_bundle, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "changed"
+    shutil.copytree(tiny_bundle.path, copy)
+    weights = copy / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    result = invoke("info", copy)
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    assert "warning:" in result.output and tiny_bundle.weights_sha256 in result.output
+    assert "smoothgan export --model" in result.output
+    assert invoke("info", tiny_bundle.path).output.count("warning:") == 0

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from smoothgan.bundle import ALIGN_MODES
-from smoothgan.cli.app import choice_enum, command, console, fail, split_list
+from smoothgan.cli.app import choice_enum, command, console, fail, split_list, warn
 
 AlignMode = choice_enum("AlignMode", ALIGN_MODES)
 
@@ -79,10 +79,19 @@ def info_command(
     1. `smoothgan info celeba_hq`
 
     2. `smoothgan info celeba_hq --json | jq .config`
+
+    A bundle whose weights no longer match the sha256 it records is still shown (other commands refuse it), with
+    a warning naming both hashes.
     """
     from smoothgan.bundle import load_bundle
+    from smoothgan.fileio import cached_sha256
 
-    bundle = load_bundle(model)
+    bundle = load_bundle(model, verify=False)
+    actual = cached_sha256(bundle.weights_path)
+    if actual != bundle.weights_sha256:
+        warn(f"{bundle.weights_path} has sha256 {actual}, not the {bundle.weights_sha256} recorded in "
+             "smoothgan.json: it was changed after import; re-import the checkpoint (smoothgan import ... "
+             f"--overwrite), then rebuild graphs (smoothgan export --model {bundle.path})")
     if as_json:
         typer.echo(json.dumps(bundle.to_json(), indent=2))
         return
