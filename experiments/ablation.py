@@ -6,10 +6,10 @@ One command reproduces everything (data, both trainings, evaluation, domain clas
 
 Steps: ``smoothgan data synth`` -> ``smoothgan train --preset small [--baseline]`` (same seed, iterations,
 batch) -> ``smoothgan import`` of the last checkpoint -> ``smoothgan eval`` (PS inter/intra in both distance
-modes, LPIPS diversity, content preservation against the dataset's known object position/size) -> a small CNN
-domain classifier trained on the dataset (its own test accuracy is reported) classifies latent-guided
-translations -> ``EXPERIMENTS.md``-ready markdown + JSON + PNG strips. Every CLI call goes through the same
-commands a user runs.
+modes, LPIPS diversity, content preservation against the dataset's known object position/size) -> the library's
+domain classifier (:mod:`smoothgan.metrics.domain_classifier`, trained first and refused below 98% validation
+accuracy, or ``--classifier DIR`` to reuse one) classifies latent-guided translations -> ``EXPERIMENTS.md``-ready
+markdown + JSON + PNG strips. Every CLI call goes through the same commands a user runs.
 """
 
 from __future__ import annotations
@@ -23,10 +23,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from smoothgan import images, load
+from smoothgan.metrics.domain_classifier import (
+    DomainClassifier,
+    load_domain_classifier,
+    train_domain_classifier,
+    translation_domain_accuracy,
+)
 from smoothgan.trainer.data import scan_domains
 from smoothgan.trainer.options import preset_options
 
@@ -41,74 +45,16 @@ def run(args: list[str]) -> float:
     return time.time() - start
 
 
-class DomainClassifier(nn.Module):
-    """A small CNN that tells the synthetic domains (shape classes) apart."""
-
-    def __init__(self, num_domains: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = 3
-        for out in (16, 32, 64):
-            layers += [nn.Conv2d(width, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-            width = out
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Linear(width, num_domains)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-def load_split(root: Path, split: str, domains: list[str], img_size: int) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = [], []
-    for index, domain in enumerate(domains):
-        files = images.list_images(root / split / domain)
-        xs.append(images.to_model_input([images.load(f) for f in files], img_size, fit="stretch"))
-        ys.append(np.full(len(files), index))
-    return np.concatenate(xs), np.concatenate(ys)
-
-
-def train_classifier(root: Path, domains: list[str], img_size: int, seed: int) -> tuple[nn.Module, float]:
-    """Train on train/, report accuracy on val/ (held out)."""
-    torch.manual_seed(seed)
-    x, y = load_split(root, "train", domains, img_size)
-    xv, yv = load_split(root, "val", domains, img_size)
-    model = DomainClassifier(len(domains))
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    for _ in range(4):
-        order = torch.randperm(len(xt))
-        for i in range(0, len(order), 64):
-            idx = order[i:i + 64]
-            loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
-    return model, accuracy(model, xv, yv)
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-    predictions = torch.cat([model(torch.from_numpy(x[i:i + 256])).argmax(1) for i in range(0, len(x), 256)])
-    return float((predictions.numpy() == y).mean())
-
-
-def translation_accuracy(bundle: Path, root: Path, domains: list[str], classifier: nn.Module,
-                         num: int = 2) -> float:
-    """Fraction of latent-guided translations (val sources -> every other domain) classified as the target."""
-    translator = load(bundle)
-    correct = total = 0
-    for src, _ in enumerate(domains):
-        sources = [images.load(f) for f in images.list_images(root / "val" / domains[src])]
-        for trg, name in enumerate(domains):
-            if trg == src:
-                continue
-            result = translator.translate(sources, name, num=num, seed=trg)
-            flat = result.images.reshape(-1, *result.images.shape[2:])
-            x = images.to_model_input(list(flat), translator.config.img_size, fit="stretch")
-            correct += int(round(accuracy(classifier, x, np.full(len(x), trg)) * len(x)))
-            total += len(x)
-    return correct / max(1, total)
+def judge(data: Path, domains: list[str], img_size: int, seed: int, saved: Path | None, out: Path) -> DomainClassifier:
+    """The domain classifier that judges translations: ``saved`` if given, else trained on ``data`` and saved
+    under ``out``. Refused (one-line error) below 98% validation accuracy, before any training run starts."""
+    if saved is not None:
+        classifier = load_domain_classifier(saved)
+    else:
+        classifier = train_domain_classifier(data, domains, img_size, epochs=12, seed=seed, target=0.995)
+        classifier.save(out, overwrite=True)
+    classifier.check()
+    return classifier
 
 
 def strips(bundles: dict[str, Path], root: Path, domains: list[str], out: Path, sources: int = 3) -> Path:
@@ -166,6 +112,7 @@ def main() -> None:
     parser.add_argument("--num-pairs", type=int, default=20, help="PS/eval sources per domain")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--lpips-weights", default=None, help="AlexNet weights; default: random backbone")
+    parser.add_argument("--classifier", type=Path, default=None, help="saved domain classifier (default: train one)")
     opts = parser.parse_args()
     out: Path = opts.out
     data = out / "data"
@@ -176,6 +123,7 @@ def main() -> None:
         run(["data", "synth", str(data), "--per-domain", str(opts.per_domain), "--img-size", str(opts.img_size),
              "--seed", str(opts.seed)])
     domains = scan_domains(data / "train")
+    classifier = judge(data, domains, opts.img_size, opts.seed, opts.classifier, out / "classifier")
     summary: dict[str, dict] = {}
     bundles: dict[str, Path] = {}
     # One options file for both runs: the baseline differs only by --baseline (smoothing losses off), so the
@@ -203,12 +151,11 @@ def main() -> None:
              "--out", str(report), "--no-progress"])
         summary[variant] = {"train_seconds": round(seconds, 1), "run": str(run_dir), "checkpoint": checkpoint.name,
                             "eval": json.loads(report.read_text())["metrics"]}
-    classifier, classifier_acc = train_classifier(data, domains, opts.img_size, opts.seed)
     for variant, bundle in bundles.items():
-        summary[variant]["domain_accuracy"] = translation_accuracy(bundle, data, domains, classifier)
+        summary[variant]["domain_accuracy"] = translation_domain_accuracy(load(bundle), data, classifier).accuracy
     strip = strips(bundles, data, domains, out / "interpolations.png")
     result = {"settings": vars(opts) | {"out": str(out), "lpips_backbone": backbone}, "domains": domains,
-              "classifier_val_accuracy": classifier_acc, "variants": summary, "strip": str(strip)}
+              "classifier_val_accuracy": classifier.val_accuracy, "variants": summary, "strip": str(strip)}
     (out / "ablation.json").write_text(json.dumps(result, indent=2, default=str))
     (out / "ablation.md").write_text(markdown(result))
     print(json.dumps({v: {k: s[k] for k in ("train_seconds", "domain_accuracy")} for v, s in summary.items()}))

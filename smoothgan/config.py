@@ -230,6 +230,12 @@ PRESETS: dict[str, Preset] = {
         ("circle", "square", "triangle"),
         "64x64 narrow model for the synthetic dataset",
     ),
+    "shapes32": Preset(
+        ModelConfig(img_size=32, num_domains=3, style_dim=32, latent_dim=16, base_dim=16, max_conv_dim=64,
+                    mapping_dim=64),
+        ("circle", "square", "triangle"),
+        "32x32 model for the converged CPU ablation on the synthetic shapes (half the small model's widths)",
+    ),
     "tiny": Preset(
         ModelConfig(img_size=32, num_domains=2, style_dim=16, latent_dim=8, base_dim=8, max_conv_dim=32,
                     mapping_dim=32),

@@ -66,22 +66,83 @@ def test_sample_attributes_is_a_function_of_the_generator_state() -> None:
 
 
 def test_style_varies_within_a_domain_and_content_is_domain_free() -> None:
-    styles = {synth.sample_attributes(np.random.default_rng(i), "square").fg for i in range(20)}
-    textures = {synth.sample_attributes(np.random.default_rng(i), "square").texture for i in range(20)}
-    assert len(styles) == 20 and textures == set(synth.TEXTURES)
+    styles = {synth.sample_attributes(np.random.default_rng(i), "square").fg for i in range(30)}
+    textures = {synth.sample_attributes(np.random.default_rng(i), "square").texture for i in range(30)}
+    outlines = {synth.sample_attributes(np.random.default_rng(i), "square").outline_width for i in range(30)}
+    assert len(styles) == 30 and textures == set(synth.TEXTURES) and len(outlines) >= 25  # 3-decimal rounding
     # the same generator state gives the same content whatever the domain
     contents = {synth.sample_attributes(np.random.default_rng(7), d).cx for d in synth.SHAPES}
     assert len(contents) == 1
 
 
 @pytest.mark.parametrize("img_size", [32, 64])
-def test_estimate_content_recovers_position_and_size_within_two_pixels(img_size: int) -> None:
+def test_estimate_content_recovers_position_size_and_rotation(img_size: int) -> None:
+    """Centroid within 1 px and size within 1 px without the domain; rotation within 3 degrees given it."""
     for i in range(25):
         for domain in synth.SHAPES:
             attrs = synth.sample_attributes(np.random.default_rng([9, i]), domain)
-            found = synth.estimate_content(synth.render(attrs, img_size))
-            for got, want in zip(found, (attrs.cx, attrs.cy, attrs.size)):
-                assert abs(got - want) * img_size <= 2.0, (domain, i, found, attrs)
+            image = synth.render(attrs, img_size)
+            blind = synth.estimate_content(image)
+            found = synth.estimate_content(image, domain=domain)
+            assert found[:3] == blind[:3] and np.isnan(blind.rotation)
+            for got, want in zip(found[:3], (attrs.cx, attrs.cy, attrs.size)):
+                assert abs(got - want) * img_size <= 1.0, (domain, i, found, attrs)
+            if domain == "circle":
+                assert np.isnan(found.rotation)
+            else:
+                assert abs(found.rotation - attrs.rotation) <= 3.0, (domain, i, found, attrs)
+
+
+def test_rotation_turns_the_shape_clockwise_and_is_content() -> None:
+    attrs = synth.sample_attributes(np.random.default_rng(2), "square")
+    base = synth.SynthAttributes(**{**attrs.__dict__, "rotation": 0.0, "texture": "none", "outline_width": 0.0})
+    turned = synth.SynthAttributes(**{**base.__dict__, "rotation": 15.0})
+    assert synth.estimate_content(synth.render(turned, 64), domain="square").rotation == pytest.approx(15, abs=1.5)
+    assert np.abs(synth.render(base, 64).astype(int) - synth.render(turned, 64).astype(int)).max() > 40
+    # content is drawn before style from the same generator: same rotation whatever the domain
+    assert len({synth.sample_attributes(np.random.default_rng(7), d).rotation for d in synth.SHAPES}) == 1
+
+
+def test_every_shape_of_a_size_covers_the_same_area() -> None:
+    attrs = synth.sample_attributes(np.random.default_rng(5), "circle")
+    areas = [float((synth.render(synth.SynthAttributes(**{**attrs.__dict__, "domain": d}), 128).astype(int)
+                    != synth.render(synth.SynthAttributes(**{**attrs.__dict__, "size": 0.0}), 128)).any(2).sum())
+             for d in synth.SHAPES]
+    expected = (2 * attrs.size * 128) ** 2
+    # equal to 2% of each other; 4% above the exact area, as every anti-aliased edge pixel counts here
+    assert max(areas) / min(areas) < 1.02 and all(1.0 <= a / expected < 1.06 for a in areas), (areas, expected)
+
+
+def test_style_attributes_change_pixels_and_survive_the_round_trip() -> None:
+    attrs = synth.sample_attributes(np.random.default_rng(11), "triangle")
+    reference = synth.render(attrs, 64).astype(int)
+    changes = {"fg": (10, 200, 30), "fg2": (200, 10, 30), "outline_width": 0.25, "outline": (0, 0, 0),
+               "texture": "dots" if attrs.texture != "dots" else "gradient", "texture_duty": 0.65}
+    for key, value in changes.items():
+        changed = synth.SynthAttributes(**{**attrs.__dict__, "texture": "stripes", key: value})
+        base = synth.SynthAttributes(**{**attrs.__dict__, "texture": "stripes"})
+        assert (synth.render(changed, 64) != synth.render(base, 64)).any(), key
+        assert synth.SynthAttributes.from_dict(changed.to_dict()) == changed
+    assert reference.shape == (64, 64, 3)
+
+
+def test_version_1_rows_and_sets_are_named_as_such(dataset: Path, tmp_path: Path) -> None:
+    row = synth.read_attributes(dataset)[0]
+    old = {k: v for k, v in row.items() if k not in ("rotation", "fg2", "outline")}
+    with pytest.raises(InputError, match="format version 1"):
+        synth.SynthAttributes.from_dict(old)
+    bad = {**row, "rotation": "10"}
+    with pytest.raises(InputError, match="rotation"):
+        synth.SynthAttributes.from_dict(bad)
+    copy = tmp_path / "old"
+    copy.mkdir()
+    meta = json.loads((dataset / "synth.json").read_text())
+    (copy / "synth.json").write_text(json.dumps({**meta, "format_version": 1}))
+    (copy / "attributes.jsonl").write_text(json.dumps(old) + "\n")
+    with pytest.raises(InputError, match="format version 1; this smoothgan reads 2"):
+        synth.read_attributes(copy)
+    # an old set may still be replaced by a new one
+    assert synth.generate(copy, num_per_domain=1, img_size=16, val_fraction=0.0, overwrite=True) == copy
 
 
 def test_shapes_differ_for_the_same_content_and_style() -> None:

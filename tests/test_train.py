@@ -353,3 +353,18 @@ def test_cli_import_accepts_a_training_checkpoint(run: train_mod.RunResult, tmp_
     assert smoothgan.load(tmp_path / "b").domains == DOMAINS
     not_a_checkpoint = runner.invoke(app, ["import", str(tmp_path), "--out", str(tmp_path / "c")])
     assert not_a_checkpoint.exit_code == 3 and "neither a training checkpoint" in not_a_checkpoint.output
+
+
+def test_shapes32_preset_fits_the_synthetic_set_and_keeps_the_official_schedule_shape(tmp_path: Path) -> None:
+    from smoothgan.trainer.synth import DEFAULT_DOMAINS
+
+    assert MODEL_PRESETS["shapes32"].domains == DEFAULT_DOMAINS
+    smoothed = preset_options("shapes32", tmp_path)
+    base = preset_options("shapes32", tmp_path, baseline=True)
+    assert smoothed.model.img_size == 32 and smoothed.model.num_domains == len(DEFAULT_DOMAINS)
+    # kl / style regularisation from 40% to 100% of the run, λ_ds decays over all of it (REFERENCE 4.5, 4.7.2)
+    loss = smoothed.loss
+    assert (loss.kl_start_iter, loss.kl_start_iter + loss.kl_iter, loss.ds_iter) == (
+        0.4 * smoothed.total_iters, smoothed.total_iters, smoothed.total_iters)
+    assert base.loss.ds_iter == base.total_iters and not base.loss.smoothing and smoothed.loss.smoothing
+    assert smoothed.batch_size == base.batch_size == 8

@@ -144,7 +144,8 @@ def synth_command(
                                                 help="Share of each domain written to val/.")] = 0.1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier synthetic set.")] = False,
 ) -> None:
-    """Write the procedural multi-domain data set (shapes = domains, colour/texture = style).
+    """Write the procedural multi-domain data set (shapes = domains; fill colours, texture and outline = style;
+    position, size, rotation and background = content, recorded per image in `attributes.jsonl`).
 
     Examples:
 

@@ -340,6 +340,16 @@ TRAIN_PRESETS: dict[str, TrainPreset] = {
                   "loss": {**_SM_LOSS, "ds_iter": 20_000, "kl_start_iter": 8000, "kl_iter": 12_000}},
         baseline={"loss": {"ds_iter": 20_000}},
     ),
+    # Measured on the shared 2-core CPU (EXPERIMENTS.md, "Plan for the converged ablation"): 0.38 s/it at batch 8
+    # (small at 32 px: 0.77, small at 64 px: 3.0, tiny at 32 px: 0.17 at batch 4), so 24k iterations take ~2.5 h.
+    "shapes32": TrainPreset(
+        "shapes32", "32px model for the converged CPU ablation (smoothgan data synth --img-size 32; ~2.5 h)",
+        {"total_iters": 24_000, "sample_every": 2000, "save_every": 1000, "print_every": 200, "num_workers": 0,
+         "batch_size": 8, "keep_last": 3},
+        smoothed={"reference_mode": "smoothing",
+                  "loss": {**_SM_LOSS, "ds_iter": 24_000, "kl_start_iter": 9600, "kl_iter": 14_400}},
+        baseline={"loss": {"ds_iter": 24_000}},
+    ),
     "tiny": TrainPreset(
         "tiny", "32px unit-test model (seconds per run on a CPU)",
         {"total_iters": 8, "batch_size": 4, "print_every": 2, "sample_every": 4, "save_every": 4, "keep_last": 2,

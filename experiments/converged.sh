@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Train (or continue) one model of the converged ablation; safe to stop (Ctrl-C, kill) and run again any number of
+# times: each call resumes exactly from the newest checkpoint of any earlier run directory of that name (a resume
+# writes a new run directory NNNNN-NAME; checkpoints every 2,000 steps are all kept for the convergence curves).
+#
+#   experiments/converged.sh NAME SEED VARIANT          VARIANT: smoothed | baseline | paper
+#
+# Environment (defaults = the measured plan in EXPERIMENTS.md, "Plan for the converged ablation (measured)"):
+#   DATA=/tmp/shapes32  RUNS=/tmp/conv-runs  PRESET=shapes32  ITERS=24000  THREADS=2
+# The data set comes first: `smoothgan data synth $DATA --img-size 32 --seed 0` (same seed, same bytes).
+set -euo pipefail
+name=${1:?usage: converged.sh NAME SEED smoothed|baseline|paper}
+seed=${2:?seed}
+variant=${3:?variant}
+DATA=${DATA:-/tmp/shapes32}
+RUNS=${RUNS:-/tmp/conv-runs}
+PRESET=${PRESET:-shapes32}
+ITERS=${ITERS:-24000}
+export OMP_NUM_THREADS=${THREADS:-2}
+
+case $variant in
+  smoothed) flags=() ;;
+  baseline) flags=(--baseline) ;;
+  paper) flags=(--style-reg paper) ;;
+  *) echo "error: variant must be smoothed, baseline or paper, got $variant" >&2; exit 2 ;;
+esac
+
+# newest checkpoint of any run directory NNNNN-$name (step-NNNNNN names sort by step)
+latest=$(ls -d "$RUNS"/*-"$name"/checkpoints/step-* 2>/dev/null | awk -F/ '{print $NF" "$0}' | sort | tail -1 |
+         cut -d' ' -f2 || true)
+common=(--out "$RUNS" --name "$name" --device cpu --lpips-random-backbone --save-every 2000 --keep-last 0
+        --sample-every 5000 --print-every 200)
+if [[ -n $latest ]]; then
+  echo "resuming $name from $latest"
+  exec python3 -m smoothgan train "$DATA" --resume "$latest" "${common[@]}"
+fi
+exec python3 -m smoothgan train "$DATA" --preset "$PRESET" --iters "$ITERS" --seed "$seed" "${flags[@]}" \
+  "${common[@]}"
