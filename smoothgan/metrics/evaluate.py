@@ -33,7 +33,7 @@ Protocol (the official repo never recorded how its PS frame sequences were made;
   every train image of the target domain, Inception features; the headline is the mean over tasks.
 - **Content** ``content_lpips_latent``: per source, mean LPIPS(x, output) over its latent outputs; with a
   synthetic data set (``attributes.jsonl``): ``content_position_err`` / ``content_size_err`` in pixels (object
-  centre distance, |half-side| difference) of each output vs the source's known attributes, found by
+  centre-of-mass distance, |size| difference, size by area) of each output vs the source's known attributes, found by
   :func:`~smoothgan.trainer.synth.estimate_content`, and ``content_not_found`` (fraction of outputs).
 
 Aggregation: means over sequences (PS), sources (diversity, content LPIPS) or outputs (position) pooled over
@@ -478,7 +478,7 @@ def evaluate(
         "lpips_diversity": "per source, mean squared LPIPS over all pairs of num_outs float outputs; tasks src != trg",
         "references": f"drawn uniformly (seeded) from the target domain's {split} images",
         "fid": "uint8-quantised outputs per task vs every train image of the target domain; headline = task mean",
-        "content": "LPIPS(source, latent output); synthetic sets: object centre/half-side error in pixels",
+        "content": "LPIPS(source, latent output); synthetic sets: object centre-of-mass/size (by area) error in pixels",
     }
     report.model = {"path": str(bundle.path), "name": bundle.name, "sha256": bundle.weights_sha256,
                     "domains": list(bundle.domains), "img_size": bundle.config.img_size,
