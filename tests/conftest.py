@@ -87,3 +87,17 @@ def photo(tmp_path: Path) -> Path:
     path = tmp_path / "photo.png"
     Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path)
     return path
+
+
+def make_images(root: Path, names: list[str], seed: int = 0,
+                size: Optional[tuple[int, int]] = None) -> list[Path]:
+    """Random RGB images at ``root/<name>`` (any suffix Pillow writes); ``size`` (h, w), else 30-32 x 36 varying."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        h, w = size or (30 + len(paths) % 3, 36)
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_images
 import torch
 from PIL import Image
 
@@ -28,17 +29,6 @@ def one_thread():
 @pytest.fixture(scope="module")
 def translator(tiny_bundle):
     return smoothgan.load(tiny_bundle.path, max_batch=64)
-
-
-def make_images(root: Path, names: list[str], seed: int = 0) -> list[Path]:
-    rng = np.random.default_rng(seed)
-    paths = []
-    for name in names:
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (30 + len(paths) % 3, 36, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
 
 
 def files_under(root: Path) -> set[str]:

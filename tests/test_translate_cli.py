@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_images as _make_images
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -29,14 +30,7 @@ def invoke(*args: object):
 
 
 def make_images(root: Path, names: list[str], seed: int = 0) -> list[Path]:
-    rng = np.random.default_rng(seed)
-    paths = []
-    for name in names:
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (34, 40, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
+    return _make_images(root, names, seed, size=(34, 40))
 
 
 def last_line(output: str) -> str:
