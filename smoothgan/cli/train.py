@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from smoothgan.cli.app import Device, app, choice_enum, command, console, split_list, warn
+from smoothgan.cli.app import Device, app, choice_enum, command, console, split_list
 from smoothgan.trainer.options import PRECISIONS, REFERENCE_MODES, STYLE_REGS, TRAIN_PRESETS
 
 
@@ -109,9 +109,7 @@ def train_command(
         device=device.value if device else None,
     )
 
-    main = _is_main_process()
-    if options.lpips_random_backbone and options.uses_lpips and main:
-        warn("the LPIPS content loss uses a RANDOM AlexNet backbone (--lpips-random-backbone): smoke tests only")
+    main = _is_main_process()  # a random LPIPS backbone is reported by the preflight lines and the trainer's log
     if dry_run:
         checks = preflight(options)
         options, report = resolve_data(options)
