@@ -49,6 +49,7 @@ USAGE_ERRORS = [
     (("no-such-command",), "no-such-command"),
     (("train", "data", "--preset", "huge"), "--preset"),
     (("train", "data", "--style-reg", "neither"), "--style-reg"),
+    (("train", "data", "--triplet", "neither"), "--triplet"),
     (("train", "data", "--precision", "fp64"), "--precision"),
     (("train", "data", "--iters", "many"), "--iters"),
     (("data", "synth", "out", "--img-size", "big"), "--img-size"),

@@ -314,6 +314,48 @@ def test_triplet_and_kl_use_the_documented_styles(setup: dict) -> None:
     torch.testing.assert_close(odd["kl"], L.style_regularization_paper(s_trg).detach())
 
 
+def test_paper_triplet_adds_encoded_real_styles_in_the_latent_step(setup: dict) -> None:
+    nets, batch = setup["nets"], setup["batch"]
+    x_real, y_org, y_trg = batch["x_real"], batch["y_org"], batch["y_trg"]
+    mask = (y_trg != y_org).float()
+    z, z2 = setup["z_trgs"]
+    r, r2 = setup["x_refs"]
+    paper = L.LossWeights(triplet="paper")
+    _, terms = L.generator_loss(nets, **batch, z_trgs=(z, z2), weights=paper, triplet_refs=(r, r2))
+    code = L.triplet_loss(nets.mapping_network(z, y_trg), nets.mapping_network(z2, y_trg),
+                          nets.mapping_network(z, y_org), mask)
+    real = L.triplet_loss(nets.style_encoder(r, y_trg), nets.style_encoder(r2, y_trg),
+                          nets.style_encoder(x_real, y_org), mask)
+    assert real.item() > 0  # the check below would not see a dropped term otherwise
+    torch.testing.assert_close(terms["tri"], (0.5 * (code + real)).detach())
+    # the reference step is the code's in both forms (only G is stepped there)
+    _, ref_paper = L.generator_loss(nets, **batch, x_refs=(r, r2), weights=paper)
+    _, ref_code = L.generator_loss(nets, **batch, x_refs=(r, r2))
+    torch.testing.assert_close(ref_paper["tri"], ref_code["tri"])
+    with pytest.raises(ValueError, match="triplet_refs"):
+        L.generator_loss(nets, **batch, z_trgs=(z, z2), weights=paper)
+
+
+def test_paper_triplet_trains_the_style_encoder_through_the_references(setup: dict) -> None:
+    """Only the triplet weight differs: the gradient on E from the encoded-reference triplet must show up."""
+    nets, batch = setup["nets"], setup["batch"]
+    refs = setup["x_refs"]
+    grads = []
+    for triplet in ("code", "paper"):
+        weights = L.LossWeights(triplet=triplet, lambda_tri=1.0)
+        no_tri = L.LossWeights(triplet=triplet, lambda_tri=0.0)
+        per_weight = []
+        for w in (weights, no_tri):
+            nets.style_encoder.zero_grad(set_to_none=True)
+            total, _ = L.generator_loss(nets, **batch, z_trgs=setup["z_trgs"], weights=w, triplet_refs=refs)
+            total.backward()
+            per_weight.append(torch.cat([p.grad.flatten() for p in nets.style_encoder.parameters()
+                                         if p.grad is not None]))
+        grads.append((per_weight[0] - per_weight[1]).abs().sum().item())
+    assert grads[0] == pytest.approx(0.0, abs=1e-6)  # the code's triplet never reaches E in the latent step
+    assert grads[1] > 1e-6
+
+
 def test_triplet_is_zero_when_every_row_keeps_its_domain(setup: dict) -> None:
     nets, batch = setup["nets"], dict(setup["batch"])
     batch["y_trg"] = batch["y_org"].clone()

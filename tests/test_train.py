@@ -335,6 +335,18 @@ def test_cli_train_runs_and_prints_status_lines(dataset: Path, tmp_path: Path) -
     assert (tmp_path / "00000-cli" / "checkpoints" / "step-000002" / "checkpoint.json").is_file()
 
 
+def test_cli_train_with_the_papers_smoothing_form(dataset: Path, tmp_path: Path) -> None:
+    """--style-reg paper --triplet paper: stored in options.json, and the encoded-style triplet runs in a step."""
+    result = runner.invoke(app, ["train", str(dataset), "--preset", "tiny", "--lpips-random-backbone", "--iters",
+                                 "2", "--style-reg", "paper", "--triplet", "paper", "--device", "cpu", "--out",
+                                 str(tmp_path), "--name", "paper"])
+    assert result.exit_code == 0, result.output
+    options = TrainOptions.from_json(tmp_path / "00000-paper" / "options.json")
+    assert (options.loss.style_reg, options.loss.triplet) == ("paper", "paper")
+    ticks = [json.loads(line) for line in (tmp_path / "00000-paper" / "stats.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(tick["losses"]["G/latent_tri"]) for tick in ticks)
+
+
 def test_cli_data_synth(tmp_path: Path) -> None:
     out = tmp_path / "synth"
     result = runner.invoke(app, ["data", "synth", str(out), "--per-domain", "3", "--img-size", "16", "--domains",

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from smoothgan.cli.app import Device, app, choice_enum, command, console, split_list
-from smoothgan.trainer.options import PRECISIONS, REFERENCE_MODES, STYLE_REGS, TRAIN_PRESETS
+from smoothgan.trainer.options import PRECISIONS, REFERENCE_MODES, STYLE_REGS, TRAIN_PRESETS, TRIPLETS
 
 
 data_app = typer.Typer(help="Data set tools: make the synthetic training set.", no_args_is_help=True,
@@ -23,6 +23,7 @@ TrainPreset = choice_enum("TrainPreset", TRAIN_PRESETS)
 TrainPrecision = choice_enum("TrainPrecision", PRECISIONS)
 ReferenceMode = choice_enum("ReferenceMode", REFERENCE_MODES)
 StyleReg = choice_enum("StyleReg", STYLE_REGS)
+Triplet = choice_enum("Triplet", TRIPLETS)
 
 
 def _is_main_process() -> bool:
@@ -61,6 +62,8 @@ def train_command(
     reference_mode: Annotated[Optional[ReferenceMode], typer.Option("--reference-mode")] = None,
     style_reg: Annotated[Optional[StyleReg], typer.Option("--style-reg", help="code (default) or the paper's "
                                                           "Eq. 3.")] = None,
+    triplet: Annotated[Optional[Triplet], typer.Option("--triplet", help="code (default: mapping outputs) or the "
+                                                       "paper's Eq. 1 (also encoded real styles).")] = None,
     check_every_step: Annotated[bool, typer.Option("--check-every-step", help="NaN/inf check after every "
                                                    "step.")] = False,
     fixed_schedules: Annotated[bool, typer.Option("--fixed-schedules", help="With --iters: keep ds/kl schedule "
@@ -99,7 +102,7 @@ def train_command(
         data, preset=preset.value if preset else None, options_file=options_file,
         resume_options=checkpoint.options if checkpoint else None,
         baseline=baseline, iters=iters, scale_schedules=not fixed_schedules,
-        style_reg=style_reg.value if style_reg else None,
+        style_reg=style_reg.value if style_reg else None, triplet=triplet.value if triplet else None,
         batch_size=batch_size, seed=seed, num_workers=num_workers, print_every=print_every,
         sample_every=sample_every, save_every=save_every, keep_last=keep_last, name=name,
         wing=str(wing) if wing else None, lpips_weights=str(lpips_weights) if lpips_weights else None,

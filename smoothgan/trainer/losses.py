@@ -208,6 +208,7 @@ def generator_loss(
     masks: Masks = None,
     weights: LossWeights = LossWeights(),
     step: int = 0,
+    triplet_refs: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Losses]:
     """L_G of StarGAN v2 plus, when ``weights.smoothing``, the smoothing terms (REFERENCE 4.3, 4.7).
 
@@ -216,6 +217,12 @@ def generator_loss(
     s_org = E(x_real, y_org) first; styles (latent: s_neg = M(z_trg, y_org); reference: s_neg = s_org); the
     StarGAN v2 terms; kl; triplet (rows with y_trg ≠ y_org); LPIPS. Returns the total and detached terms
     {"adv", "sty", "ds", "cyc"} plus {"kl", "tri"} with smoothing and "lpips" when lambda_lpips > 0.
+
+    ``weights.triplet == "paper"`` (the paper's Eq. 1 on style codes of real images too) needs ``triplet_refs``
+    = (x_ref, x_ref2), references of domain y_trg, in the latent step: the triplet is then the mean of the code's
+    term on mapping outputs and one on encoded styles, anchor E(x_ref, y_trg), positive E(x_ref2, y_trg),
+    negative E(x_real, y_org), so the style encoder is shaped where it is trained. The reference step's triplet
+    is already on encoded styles (and inert: only G is stepped there), so it is the code's in both forms.
     """
     _one_of(z_trgs, x_refs, "generator_loss")
     masks = _masks_for(nets, x_real, masks)
@@ -262,6 +269,12 @@ def generator_loss(
     # REFERENCE 4.7.1: anchor s_trg, positive s_trg2, negative s_neg over rows with y_trg != y_org
     mask = (y_trg != y_org).float()
     loss_tri = triplet_loss(s_trg, s_trg2, s_neg, mask, margin=weights.triplet_margin)
+    if weights.triplet == "paper" and z_trgs is not None:
+        if triplet_refs is None:
+            raise ValueError("the paper's triplet needs triplet_refs=(x_ref, x_ref2) in the latent step")
+        anchor, positive = (nets.style_encoder(x, y_trg) for x in triplet_refs)
+        loss_tri_real = triplet_loss(anchor, positive, s_org, mask, margin=weights.triplet_margin)
+        loss_tri = 0.5 * (loss_tri + loss_tri_real)
     loss = loss + weights.lambda_tri * loss_tri
     terms.update(kl=loss_kl, tri=loss_tri)
     # REFERENCE 4.7.3

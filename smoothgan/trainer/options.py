@@ -16,6 +16,9 @@ Where the official code and the papers differ (REFERENCE 4.9) the code is the de
 
 - style regularisation: ``loss.style_reg="code"`` (mean of squares of s_trg and s_org, REFERENCE 4.7.2) or
   ``"paper"`` (Eq. 3, E||s||², alternating real/generated codes);
+- triplet: ``loss.triplet="code"`` (mapping-network outputs only in the steps that train M and E, REFERENCE
+  4.7.1) or ``"paper"`` (Eq. 1 on both kinds of style code: the mean of the code's term and a triplet on
+  encoded real images, E(x_ref) / E(x_ref2) / E(x_real), in the latent step where E is trained);
 - λ_ds and the kl weight are closed-form functions of the step (REFERENCE 4.5, 4.7.2), so a resumed run continues
   them; the official loop restarts both on resume (REFERENCE 4.8, 8.6);
 - ``reference_mode``: ``"official"`` (StarGAN v2: fixed partner per reference) or ``"smoothing"`` (re-drawn);
@@ -46,6 +49,7 @@ FORMAT_VERSION = 1
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 REFERENCE_MODES: tuple[str, ...] = ("official", "smoothing")  # smoothgan.trainer.data.REFERENCE_MODES (no torch)
 STYLE_REGS: tuple[str, ...] = ("code", "paper")
+TRIPLETS: tuple[str, ...] = ("code", "paper")
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,9 @@ class LossWeights:
 
     ``smoothing=False`` gives the plain StarGAN v2 objective (no kl, triplet or LPIPS terms, whatever their
     weights). ``style_reg`` picks the code's style regularisation ("code", REFERENCE 4.7.2) or the paper's Eq. 3
-    ("paper", see :func:`style_regularization_paper`); both use the :func:`kl_weight` schedule.
+    ("paper", see :func:`style_regularization_paper`); both use the :func:`kl_weight` schedule. ``triplet``
+    picks the code's triplet on mapping outputs ("code") or the paper's on mapping outputs and encoded real
+    images ("paper", see :func:`generator_loss`).
     """
 
     lambda_reg: float = 1.0
@@ -71,6 +77,7 @@ class LossWeights:
     kl_iter: int = 60_000
     lambda_lpips: float = 0.0
     style_reg: Literal["code", "paper"] = "code"
+    triplet: Literal["code", "paper"] = "code"
 
     def __post_init__(self) -> None:
         problems = [
@@ -82,6 +89,8 @@ class LossWeights:
             problems.append(f"ds_iter and kl_iter must be > 0, got {self.ds_iter} and {self.kl_iter}")
         if self.style_reg not in STYLE_REGS:
             problems.append(f"style_reg must be one of {', '.join(STYLE_REGS)}, got {self.style_reg!r}")
+        if self.triplet not in TRIPLETS:
+            problems.append(f"triplet must be one of {', '.join(TRIPLETS)}, got {self.triplet!r}")
         if problems:
             raise InputError("invalid loss weights: " + "; ".join(problems))
 
@@ -222,12 +231,12 @@ class TrainOptions:
     def resolve(cls, data: str | os.PathLike[str], *, preset: str | None = None,
                 options_file: str | os.PathLike[str] | None = None, resume_options: TrainOptions | None = None,
                 baseline: bool = False, iters: int | None = None, scale_schedules: bool = True,
-                style_reg: str | None = None, **overrides: Any) -> TrainOptions:
+                style_reg: str | None = None, triplet: str | None = None, **overrides: Any) -> TrainOptions:
         """The options of a run from what a user gives (the ``smoothgan train`` command line), in one place.
 
         Start from ``options_file``, else from ``resume_options`` (those stored with the checkpoint being
-        resumed, used when no ``preset`` is named), else from ``preset`` (default ``small``); then ``overrides`` (``None`` values are ignored), ``baseline``,
-        ``style_reg`` and ``iters``. Without an explicit ``device`` a fresh run uses CUDA when it is available.
+        resumed, used when no ``preset`` is named), else from ``preset`` (default ``small``); then ``overrides``
+        (``None`` values are ignored), ``baseline``, ``style_reg``, ``triplet`` and ``iters``. Without an explicit ``device`` a fresh run uses CUDA when it is available.
         """
         if preset is not None and options_file is not None:
             raise InputError("pass either --options or --preset, not both")
@@ -244,8 +253,9 @@ class TrainOptions:
             options = base.replace(data=str(data), loss=loss, domains=(), **overrides)
         else:
             options = preset_options(preset or "small", data, baseline=baseline, **overrides)
-        if style_reg is not None:
-            options = options.replace(loss=dataclasses.replace(options.loss, style_reg=style_reg))
+        loss_forms = {key: value for key, value in (("style_reg", style_reg), ("triplet", triplet)) if value}
+        if loss_forms:
+            options = options.replace(loss=dataclasses.replace(options.loss, **loss_forms))
         if iters is not None:
             options = options.with_iters(iters, scale_schedules=scale_schedules)
         return options

@@ -223,8 +223,9 @@ class Trainer:
         self._backward_and_step(loss, ("discriminator",))
         # 4. G, latent-guided: step generator, mapping network and style encoder (4.7.4)
         with self._autocast():
+            triplet_refs = (x_ref, x_ref2) if weights.smoothing and weights.triplet == "paper" else None
             loss, g_latent = generator_loss(nets, x_real, y_org, y_trg, z_trgs=(z_trg, z_trg2), masks=masks,
-                                            weights=weights, step=step)
+                                            weights=weights, step=step, triplet_refs=triplet_refs)
         self._backward_and_step(loss, ("generator", "mapping_network", "style_encoder"))
         # 5. G, reference-guided: step the generator only (what reaches E or M is discarded, 4.3 / 4.7.4)
         with self._autocast():
