@@ -25,7 +25,7 @@ from smoothgan.trainer import synth
 from smoothgan.translator import Translator, load
 
 runner = CliRunner()
-SHAPES = ("circle", "square")
+SHAPES = ("square", "triangle")
 NUM_VAL = 3  # per domain in the synthetic set below
 
 
@@ -93,7 +93,7 @@ def test_cli_end_to_end_report_table_and_counts(shape_bundle, shape_data: Path, 
                     "--num-outs", 3, "--lpips-random-backbone", "--out", out, "--batch-size", 32,
                     env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "ps_inter_20_official" in result.output and "circle2square" in result.output
+    assert "ps_inter_20_official" in result.output and "square2triangle" in result.output
     assert "numbers not comparable with published LPIPS/PS" in result.output  # flagged with the table
 
     report = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
@@ -101,7 +101,7 @@ def test_cli_end_to_end_report_table_and_counts(shape_bundle, shape_data: Path, 
     expected = {f"{m}_{k}_20_{mode}" for m in ("ps", "alignment", "uniformity") for k in ("inter", "intra")
                 for mode in ("official", "metric", "paper")}
     expected |= {"lpips_latent", "lpips_reference", "content_lpips_latent", "content_position_err",
-                 "content_size_err", "content_not_found"}
+                 "content_size_err", "content_rotation_err", "content_not_found"}
     assert set(metrics) == expected
     for key, value in metrics.items():
         assert math.isfinite(value["mean"]) and value["count"] > 0, key
@@ -115,8 +115,9 @@ def test_cli_end_to_end_report_table_and_counts(shape_bundle, shape_data: Path, 
     assert metrics["ps_inter_20_official"]["count"] == 2 * NUM_VAL
     assert metrics["ps_intra_20_metric"]["count"] == 2 * 2 * NUM_VAL
     tasks = report["tasks"]
-    assert set(tasks["ps_inter_20_metric"]) == {"circle2square", "square2circle"}
-    assert set(tasks["ps_intra_20_metric"]) == {"circle2circle", "circle2square", "square2circle", "square2square"}
+    assert set(tasks["ps_inter_20_metric"]) == {"square2triangle", "triangle2square"}
+    assert set(tasks["ps_intra_20_metric"]) == {"square2square", "square2triangle", "triangle2square",
+                                                "triangle2triangle"}
     assert all(v["count"] == NUM_VAL for v in tasks["ps_intra_20_official"].values())
     for kind in ("inter", "intra"):  # paper PS = harmonic mean of the mean A and mean U, overall and per task
         a, u = metrics[f"alignment_{kind}_20_paper"]["mean"], metrics[f"uniformity_{kind}_20_paper"]["mean"]
@@ -130,6 +131,9 @@ def test_cli_end_to_end_report_table_and_counts(shape_bundle, shape_data: Path, 
     assert metrics["content_not_found"]["count"] == 2 * NUM_VAL * 3  # every latent output of every task
     found = round((1 - metrics["content_not_found"]["mean"]) * 2 * NUM_VAL * 3)
     assert metrics["content_position_err"]["count"] == found
+    # both shapes show a rotation, so every found output of both tasks has a rotation error, within half a period
+    assert metrics["content_rotation_err"]["count"] == found
+    assert all(0 <= v["mean"] <= 60 for v in tasks["content_rotation_err"].values())
 
     assert report["model"]["sha256"] == shape_bundle.weights_sha256
     assert report["runtime"] == {"backend": "torch", "device": "cpu", "precision": "fp32", "max_batch": 32,
@@ -141,7 +145,7 @@ def test_cli_end_to_end_report_table_and_counts(shape_bundle, shape_data: Path, 
     assert (protocol["steps"], protocol["num_outs"], protocol["seed"], protocol["split"]) == (20, 3, 0, "val")
     assert protocol["ps_start"] == "source" and protocol["ps_inter"].startswith("E(x, y_src) -> M(z, y_trg)")
     assert set(protocol["ps_modes"]) == {"official", "metric", "paper"}
-    assert report["data"]["sources"] == {"circle": NUM_VAL, "square": NUM_VAL}
+    assert report["data"]["sources"] == {"square": NUM_VAL, "triangle": NUM_VAL}
     assert report["data"]["synthetic_attributes"] is True
     assert report["timing"]["generated_images"] == 2 * NUM_VAL * (20 + 2 * 20 + 3 + 3)
 
@@ -185,13 +189,13 @@ def test_fid_with_a_stand_in_extractor(shape_bundle, shape_data: Path, lpips_ran
     assert set(report.metrics) == {"lpips_latent", "lpips_reference", "fid_latent", "fid_reference"}
     for mode in ("latent", "reference"):
         per_task = report.tasks[f"fid_{mode}"]
-        assert set(per_task) == {"circle2square", "square2circle"}
+        assert set(per_task) == {"square2triangle", "triangle2square"}
         assert all(v.count == 2 * 3 and v.mean > 0 and math.isfinite(v.mean) for v in per_task.values())
         assert report.value(f"fid_{mode}") == pytest.approx(np.mean([v.mean for v in per_task.values()]))
         assert report.metrics[f"fid_{mode}"].count == 2 and report.metrics[f"fid_{mode}"].over.startswith("tasks")
     assert report.networks["inception"] == "custom (function)"
     assert any("custom feature extractor" in w for w in report.warnings)
-    assert report.data["train"] == {"circle": NUM_VAL, "square": NUM_VAL}
+    assert report.data["train"] == {"square": NUM_VAL, "triangle": NUM_VAL}
 
 
 def test_numbers_do_not_depend_on_batch_size(shape_bundle, shape_data: Path, lpips_random) -> None:
@@ -328,8 +332,8 @@ def test_api_input_checks(shape_bundle, shape_data: Path, tmp_path: Path, lpips_
     no_train = plain_data(tmp_path / "d", domains=SHAPES)
     with pytest.raises(DataError, match="train images"):
         evaluate(translator, no_train, ["fid"], fid_extractor=lambda x: x.flatten(1))
-    (no_train / "val" / "square" / "0.png").unlink()
-    (no_train / "val" / "square" / "1.png").unlink()
+    (no_train / "val" / "triangle" / "0.png").unlink()
+    (no_train / "val" / "triangle" / "1.png").unlink()
     with pytest.raises(DataError, match="no images in"):
         evaluate(translator, no_train, ["ps"], lpips=squared_pixel_distance)
 

@@ -103,6 +103,28 @@ def test_rotation_turns_the_shape_clockwise_and_is_content() -> None:
     assert len({synth.sample_attributes(np.random.default_rng(7), d).rotation for d in synth.SHAPES}) == 1
 
 
+def test_rotation_error_wraps_to_the_target_shapes_period() -> None:
+    assert synth.rotation_error(10.0, -5.0, "square") == pytest.approx(15.0)
+    assert synth.rotation_error(44.0, -44.0, "square") == pytest.approx(2.0)  # 88 degrees = -2 for a square
+    assert synth.rotation_error(-58.0, 58.0, "triangle") == pytest.approx(4.0)  # period 120
+    assert synth.rotation_error(30.0, 0.0, "triangle") == pytest.approx(30.0)
+    assert np.isnan(synth.rotation_error(10.0, 0.0, "circle"))
+    assert np.isnan(synth.rotation_error(float("nan"), 0.0, "square"))
+    assert [synth.has_rotation(d) for d in synth.SHAPES] == [False, True, True, True]
+    with pytest.raises(InputError, match="unknown synthetic domain"):
+        synth.rotation_error(1.0, 0.0, "hexagon")
+
+
+def test_rotation_is_carried_across_shapes_and_measured() -> None:
+    """A square at 12 degrees drawn as a triangle at 12 (kept) and at 27 (turned): errors about 0 and 15."""
+    attrs = synth.sample_attributes(np.random.default_rng(4), "square")
+    source = synth.SynthAttributes(**{**attrs.__dict__, "rotation": 12.0, "size": 0.3})
+    for turn in (0.0, 15.0):
+        triangle = synth.SynthAttributes(**{**source.__dict__, "domain": "triangle", "rotation": 12.0 + turn})
+        found = synth.estimate_content(synth.render(triangle, 32), domain="triangle")
+        assert synth.rotation_error(found.rotation, source.rotation, "triangle") == pytest.approx(turn, abs=2.5)
+
+
 def test_every_shape_of_a_size_covers_the_same_area() -> None:
     attrs = synth.sample_attributes(np.random.default_rng(5), "circle")
     areas = [float((synth.render(synth.SynthAttributes(**{**attrs.__dict__, "domain": d}), 128).astype(int)

@@ -49,7 +49,7 @@ def stage_progress(enabled: bool = True) -> Iterator[ProgressFn]:
 def _number(key: str, value: Optional[float]) -> str:
     if value is None or not math.isfinite(value):
         return "-"
-    return f"{value:.2f}" if key.startswith(("fid_", "content_position", "content_size")) else f"{value:.4f}"
+    return f"{value:.2f}" if key.startswith(("fid_", "content_position", "content_size", "content_rotation")) else f"{value:.4f}"
 
 
 def _ci(key: str, value: MetricValue) -> str:

@@ -34,7 +34,9 @@ Protocol (the official repo never recorded how its PS frame sequences were made;
 - **Content** ``content_lpips_latent``: per source, mean LPIPS(x, output) over its latent outputs; with a
   synthetic data set (``attributes.jsonl``): ``content_position_err`` / ``content_size_err`` in pixels (object
   centre-of-mass distance, |size| difference, size by area) of each output vs the source's known attributes, found by
-  :func:`~smoothgan.trainer.synth.estimate_content`, and ``content_not_found`` (fraction of outputs).
+  :func:`~smoothgan.trainer.synth.estimate_content`, ``content_rotation_err`` in degrees (wrapped to the target
+  shape's symmetry period; only for tasks whose source and target shapes both show a rotation, e.g.
+  square2triangle) and ``content_not_found`` (fraction of outputs).
 
 Aggregation: means over sequences (PS), sources (diversity, content LPIPS) or outputs (position) pooled over
 tasks, with the sample std and a 95 % Student-t interval; every metric also per task ``{src}2{trg}``.
@@ -332,30 +334,34 @@ class _Runner:
                     d = self._distances(np.repeat(x, num_outs, axis=0), out).reshape(n, num_outs)
                     bucket["content_lpips_latent"].extend(d.mean(axis=1))
                     if self.data.attributes is not None:
-                        self._content_errors(chunk, images.from_model_output(out), num_outs, bucket)
+                        self._content_errors(chunk, images.from_model_output(out), num_outs, trg, bucket)
                 done += n
                 self._report(stage, done, total)
         _add_grouped(report, values)
         if "fid" in want:
             self._fid(mode, fake, report)
 
-    def _content_errors(self, chunk: Sequence[Path], outputs: np.ndarray, num_outs: int,
+    def _content_errors(self, chunk: Sequence[Path], outputs: np.ndarray, num_outs: int, target: str,
                         bucket: dict[str, list[float]]) -> None:
-        """Object position/size error (pixels) of each output vs the source's synthetic attributes."""
-        from smoothgan.trainer.synth import estimate_content
+        """Object position/size error (pixels) of each output vs the source's synthetic attributes, and the
+        rotation error (degrees) where both the source's and the target's shape show a rotation."""
+        from smoothgan.trainer.synth import SHAPES, estimate_content, has_rotation, rotation_error
 
         side, rows = outputs.shape[1], self.data.attributes or {}
         for i, path in enumerate(chunk):
             row = rows.get(path.relative_to(self.data.root).as_posix())
             if row is None:
                 continue
+            rotated = target in SHAPES and has_rotation(target) and has_rotation(row["domain"])
             for j in range(num_outs):
-                est = estimate_content(outputs[i * num_outs + j])
+                est = estimate_content(outputs[i * num_outs + j], domain=target if rotated else None)
                 found = math.isfinite(est.cx)
                 bucket["content_not_found"].append(0.0 if found else 1.0)
                 if found:
                     bucket["content_position_err"].append(math.hypot(est.cx - row["cx"], est.cy - row["cy"]) * side)
                     bucket["content_size_err"].append(abs(est.size - row["size"]) * side)
+                    if rotated:
+                        bucket["content_rotation_err"].append(rotation_error(est.rotation, row["rotation"], target))
 
     def _fid(self, mode: str, fake: dict[tuple[str, str], list[np.ndarray]], report: Report) -> None:
         from smoothgan.metrics.fid import fid_from_features
@@ -517,7 +523,8 @@ def torch_from(x: np.ndarray) -> torch.Tensor:
 
 
 _ORDER = ("ps_inter", "ps_intra", "lpips_", "fid_", "content_lpips", "content_position", "content_size",
-          "content_not_found", "alignment_inter", "uniformity_inter", "alignment_intra", "uniformity_intra")
+          "content_rotation", "content_not_found", "alignment_inter", "uniformity_inter", "alignment_intra",
+          "uniformity_intra")
 
 
 def _rank(key: str) -> tuple[int, str, int]:
@@ -533,7 +540,7 @@ def _over(key: str) -> str:
     """What the values behind a metric key are."""
     if key.startswith(("ps_", "alignment_", "uniformity_")):
         return "sequences"
-    if key.startswith(("content_position", "content_size", "content_not_found")):
+    if key.startswith(("content_position", "content_size", "content_rotation", "content_not_found")):
         return "outputs"
     return "source images"
 

@@ -368,6 +368,22 @@ def estimate_content(image: np.ndarray, threshold: float = MIN_CONTRAST / 2, min
     return Content(cx=cx / w, cy=cy / h, size=size, rotation=rotation)
 
 
+def rotation_error(estimated: float, true: float, domain: str) -> float:
+    """|estimated - true| in degrees, wrapped to the rotation period of ``domain``'s shape (360/k); NaN for a
+    shape without a rotation (circle) or a NaN estimate. Use it with ``estimate_content(image, domain=domain)``:
+    a square rotated by 80 degrees is the same picture as one rotated by -10."""
+    _check_domain(domain)
+    if domain not in _SYMMETRY or not math.isfinite(estimated) or not math.isfinite(true):
+        return math.nan
+    period = 360.0 / _SYMMETRY[domain]
+    return abs((estimated - true + period / 2) % period - period / 2)
+
+
+def has_rotation(domain: str) -> bool:
+    """Whether a shape's rotation can be seen (and so estimated): every synthetic shape but the circle."""
+    return domain in _SYMMETRY
+
+
 SYNTH_ENTRIES = ("train", "val", "attributes.jsonl", "synth.json")  # what generate() writes at the top level
 
 
