@@ -19,9 +19,24 @@ ITERS=${ITERS:-24000}
 export OMP_NUM_THREADS=${THREADS:-2}
 
 case $variant in
-  smoothed) flags=() ;;
-  baseline) flags=(--baseline) ;;
-  paper) flags=(--style-reg paper) ;;
+  smoothed) flags=(--preset "$PRESET") ;;
+  baseline) flags=(--preset "$PRESET" --baseline) ;;
+  paper)
+    # The paper's smoothing form (EXPERIMENTS.md): Eq. 3 style regularisation from step 0 (no delayed ramp) at
+    # weight 2/style_dim, the magnitude of the code's term at full weight; Eq. 1 triplet on encoded real styles too.
+    mkdir -p "$RUNS"
+    paper_options="$RUNS/$name.options.json"
+    python3 - "$DATA" "$PRESET" "$paper_options" <<'PY'
+import dataclasses, sys
+from smoothgan.trainer.options import TrainOptions
+data, preset, path = sys.argv[1:]
+options = TrainOptions.resolve(data, preset=preset, device="cpu")
+weight = 2.0 / options.model.style_dim
+loss = dataclasses.replace(options.loss, style_reg="paper", triplet="paper", lambda_kl=weight,
+                           init_lambda_kl=weight, kl_start_iter=0)
+open(path, "w").write(options.replace(loss=loss).to_json())
+PY
+    flags=(--options "$paper_options") ;;
   *) echo "error: variant must be smoothed, baseline or paper, got $variant" >&2; exit 2 ;;
 esac
 
@@ -34,5 +49,5 @@ if [[ -n $latest ]]; then
   echo "resuming $name from $latest"
   exec python3 -m smoothgan train "$DATA" --resume "$latest" "${common[@]}"
 fi
-exec python3 -m smoothgan train "$DATA" --preset "$PRESET" --iters "$ITERS" --seed "$seed" "${flags[@]}" \
+exec python3 -m smoothgan train "$DATA" "${flags[@]}" --iters "$ITERS" --seed "$seed" \
   "${common[@]}"
