@@ -1,0 +1,247 @@
+"""Evaluate every checkpoint of the converged ablation runs and write the table, the curves and a JSON record.
+
+    python3 experiments/converged_report.py                  # defaults: the plan's /tmp paths (EXPERIMENTS.md)
+    python3 experiments/converged_report.py --runs /tmp/conv-runs --data /tmp/shapes32 --judge /tmp/judge32 \\
+        --out experiments/results/converged
+
+Runs are the run directories ``NNNNN-{variant}-s{seed}`` written by ``experiments/converged.sh`` (a resumed model
+has several; its checkpoints are pooled). For every checkpoint ``step-NNNNNN``: its EMA networks become a
+bundle (``smoothgan import``'s code path), the judge (``smoothgan.metrics.domain_classifier``, refused below 98%
+validation accuracy) measures translation domain accuracy, and ``smoothgan.metrics.evaluate`` measures PS
+(official / metric / paper modes), LPIPS diversity and content preservation (LPIPS, position, size, rotation);
+the model's last checkpoint also gets the paper's inter-domain protocol (``ps_start="latent"``). Training losses
+are the mean of the ``stats.jsonl`` ticks since the previous checkpoint. Each checkpoint's numbers are cached
+(``--cache``), so the script can be rerun as runs progress and only evaluates what is new.
+
+Outputs (``--out``, committed): ``converged.json`` (every number), ``table.md`` (final checkpoints: mean and
+95% Student-t interval over seeds per variant; a model counts as converged at >= 90% domain accuracy) and
+``curves.png`` (metrics against the training step, one line per run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smoothgan import load
+from smoothgan.metrics.domain_classifier import load_domain_classifier, translation_domain_accuracy
+from smoothgan.metrics.evaluate import build_lpips, evaluate
+from smoothgan.metrics.ps import aggregate
+from smoothgan.trainer.checkpoint import export_bundle
+
+VARIANTS = ("baseline", "smoothed", "paper")
+VARIANT_LABELS = {"baseline": "baseline (StarGAN v2)", "smoothed": "smoothed (official code's form)",
+                  "paper": "smoothed (paper's form)"}
+RUN_NAME = re.compile(r"^\d{5}-(?P<variant>[a-z]+)-s(?P<seed>\d+)$")
+CONVERGED_ACCURACY = 0.90
+STEPS = 20
+# (label, key, digits): the rows of the table, in order
+TABLE_ROWS = (
+    ("translation domain accuracy (judge)", "domain_accuracy", 3),
+    ("PS inter, official", f"ps_inter_{STEPS}_official", 3),
+    ("PS inter, paper", f"ps_inter_{STEPS}_paper", 3),
+    ("PS inter, paper, random start styles (paper protocol)", f"ps_inter_latent_{STEPS}_paper", 3),
+    ("PS intra, official", f"ps_intra_{STEPS}_official", 3),
+    ("PS intra, paper", f"ps_intra_{STEPS}_paper", 3),
+    ("alignment inter, paper", f"alignment_inter_{STEPS}_paper", 3),
+    ("uniformity inter, paper", f"uniformity_inter_{STEPS}_paper", 3),
+    ("LPIPS diversity, latent", "lpips_latent", 4),
+    ("LPIPS diversity, reference", "lpips_reference", 4),
+    ("content LPIPS(source, output)", "content_lpips_latent", 4),
+    ("object position error (px)", "content_position_err", 2),
+    ("object size error (px)", "content_size_err", 2),
+    ("object rotation error (degrees)", "content_rotation_err", 1),
+    ("object not found (fraction)", "content_not_found", 3),
+)
+CURVES = (("domain_accuracy", "translation domain accuracy"), (f"ps_inter_{STEPS}_paper", "PS inter (paper)"),
+          ("content_position_err", "position error (px)"), ("lpips_latent", "LPIPS diversity (latent)"),
+          ("G/latent_adv", "G adversarial loss (latent)"), ("D/latent_real", "D loss on real (latent)"))
+
+
+def discover(runs: Path) -> dict[str, dict[str, Any]]:
+    """Models by name ("smoothed-s0"): variant, seed, checkpoints by step (pooled over resumed run dirs), ticks."""
+    models: dict[str, dict[str, Any]] = {}
+    for run_dir in sorted(p for p in runs.iterdir() if p.is_dir()):
+        match = RUN_NAME.match(run_dir.name)
+        if match is None or match["variant"] not in VARIANTS:
+            continue
+        name = run_dir.name[6:]
+        model = models.setdefault(name, {"variant": match["variant"], "seed": int(match["seed"]),
+                                         "checkpoints": {}, "ticks": {}, "total_iters": None})
+        options = json.loads((run_dir / "options.json").read_text())
+        model["total_iters"] = options["total_iters"]
+        for checkpoint in sorted((run_dir / "checkpoints").glob("step-*")):
+            if (checkpoint / "checkpoint.json").is_file():
+                model["checkpoints"][int(checkpoint.name[5:])] = checkpoint
+        stats = run_dir / "stats.jsonl"
+        if stats.is_file():
+            for line in stats.read_text().splitlines():
+                tick = json.loads(line)
+                model["ticks"][tick["step"]] = tick
+    return models
+
+
+def mean_losses(ticks: dict[int, dict[str, Any]], start: int, end: int) -> dict[str, float]:
+    """Mean of every logged loss over the ticks in (start, end]."""
+    rows = [ticks[s]["losses"] for s in sorted(ticks) if start < s <= end]
+    return {key: float(np.mean([row[key] for row in rows])) for key in (rows[0] if rows else {})}
+
+
+def evaluate_checkpoint(checkpoint: Path, data: Path, judge: Any, lpips: Any, num_pairs: int,
+                        final: bool) -> dict[str, Any]:
+    """Domain accuracy plus the evaluate() metrics of one checkpoint's EMA networks (fp32, torch, CPU)."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = export_bundle(checkpoint, Path(tmp) / "bundle")
+        translator = load(bundle.path, backend="torch")
+        accuracy = translation_domain_accuracy(translator, data, judge)
+        report = evaluate(translator, data, ("ps", "lpips", "content"), steps=STEPS, num_pairs=num_pairs,
+                          num_outs=5, seed=0, lpips=lpips)
+        metrics = {key: value.mean for key, value in report.metrics.items()}
+        if final:
+            latent = evaluate(translator, data, ("ps",), steps=STEPS, num_pairs=num_pairs, seed=0, lpips=lpips,
+                              ps_start="latent")
+            metrics |= {key: value.mean for key, value in latent.metrics.items() if "_inter_latent_" in key}
+    return {"domain_accuracy": accuracy.accuracy, "domain_accuracy_n": accuracy.count,
+            "domain_accuracy_tasks": accuracy.per_task, **metrics,
+            "eval_seconds": round(time.perf_counter() - started, 1)}
+
+
+def collect(models: dict[str, dict[str, Any]], data: Path, judge: Any, lpips: Any, cache: Path,
+            num_pairs: int) -> dict[str, list[dict[str, Any]]]:
+    """Per model, one record per checkpoint (cached in ``cache/NAME/step-NNNNNN.json``)."""
+    records: dict[str, list[dict[str, Any]]] = {}
+    for name, model in sorted(models.items()):
+        rows, previous = [], 0
+        for step, checkpoint in sorted(model["checkpoints"].items()):
+            final = step == model["total_iters"]
+            path = cache / name / f"step-{step:06d}{'-final' if final else ''}.json"
+            if path.is_file():
+                row = json.loads(path.read_text())
+            else:
+                row = {"step": step, **evaluate_checkpoint(checkpoint, data, judge, lpips, num_pairs, final)}
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(row, indent=1))
+                print(f"{name} step {step}: domain accuracy {row['domain_accuracy']:.3f}, PS inter (paper) "
+                      f"{row[f'ps_inter_{STEPS}_paper']:.3f}, {row['eval_seconds']} s", flush=True)
+            row["losses"] = mean_losses(model["ticks"], previous, step)
+            rows.append(row)
+            previous = step
+        records[name] = rows
+    return records
+
+
+def interval(values: list[float], digits: int) -> str:
+    """'mean [low, high] (n)' with the 95% Student-t interval over seeds; 'mean (n=1)' for a single seed."""
+    if not values:
+        return "-"
+    summary = aggregate(values)
+    if summary.count == 1:
+        return f"{summary.mean:.{digits}f} (n=1)"
+    low, high = summary.ci95_low, summary.ci95_high
+    return f"{summary.mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}] (n={summary.count})"
+
+
+def final_rows(models: dict[str, dict[str, Any]], records: dict[str, list[dict[str, Any]]]
+               ) -> dict[str, list[dict[str, Any]]]:
+    """Per variant, the last-checkpoint record of every finished model (step == its total iterations)."""
+    finals: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for name, rows in records.items():
+        if rows and rows[-1]["step"] == models[name]["total_iters"]:
+            finals[models[name]["variant"]].append({"name": name, **rows[-1]})
+    return finals
+
+
+def table(models: dict[str, dict[str, Any]], records: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown: metric rows, variant columns (finished models only), then one line per model."""
+    finals = final_rows(models, records)
+    variants = [v for v in VARIANTS if finals.get(v)]
+    lines = ["(no model has finished its training yet)"]
+    if variants:
+        lines = ["| metric | " + " | ".join(VARIANT_LABELS[v] for v in variants) + " |",
+                 "|---|" + "---|" * len(variants)]
+        for label, key, digits in TABLE_ROWS:
+            cells = [interval([r[key] for r in finals[v] if r.get(key) is not None and math.isfinite(r[key])],
+                              digits) for v in variants]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        converged = [f"{sum(r['domain_accuracy'] >= CONVERGED_ACCURACY for r in finals[v])} of {len(finals[v])}"
+                     for v in variants]
+        lines.append(f"| models at >= {CONVERGED_ACCURACY:.0%} domain accuracy | " + " | ".join(converged) + " |")
+    lines += ["", "| model | last step | domain accuracy | per task |", "|---|---|---|---|"]
+    for name, rows in sorted(records.items()):
+        if rows:
+            last = rows[-1]
+            tasks = ", ".join(f"{k} {v:.2f}" for k, v in last["domain_accuracy_tasks"].items())
+            lines.append(f"| {name} | {last['step']} / {models[name]['total_iters']} | "
+                         f"{last['domain_accuracy']:.3f} | {tasks} |")
+    return "\n".join(lines) + "\n"
+
+
+def curves(models: dict[str, dict[str, Any]], records: dict[str, list[dict[str, Any]]], out: Path) -> None:
+    """One panel per metric of :data:`CURVES` against the training step; colour = variant, one line per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"baseline": "tab:blue", "smoothed": "tab:orange", "paper": "tab:green"}
+    figure, axes = plt.subplots(2, 3, figsize=(13, 7), constrained_layout=True)
+    for ax, (key, title) in zip(axes.flat, CURVES):
+        for name, rows in sorted(records.items()):
+            variant = models[name]["variant"]
+            points = [(r["step"], r["losses"].get(key) if "/" in key else r.get(key)) for r in rows]
+            points = [(s, v) for s, v in points if v is not None]
+            if points:
+                ax.plot(*zip(*points), marker="o", markersize=3, color=colours[variant], alpha=0.8,
+                        label=VARIANT_LABELS[variant] if name.endswith("-s0") else None)
+        if key == "domain_accuracy":
+            ax.axhline(CONVERGED_ACCURACY, color="grey", linestyle="--", linewidth=1)
+        ax.set_title(title)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=8)
+    figure.savefig(out, dpi=90)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=Path("/tmp/conv-runs"))
+    parser.add_argument("--data", type=Path, default=Path("/tmp/shapes32"))
+    parser.add_argument("--judge", type=Path, default=Path("/tmp/judge32"), help="saved domain classifier")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/conv-eval"), help="per-checkpoint results")
+    parser.add_argument("--out", type=Path, default=Path("experiments/results/converged"))
+    parser.add_argument("--num-pairs", type=int, default=20, help="PS/eval sources per domain")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (runs may be training beside it)")
+    opts = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(opts.threads)
+    judge = load_domain_classifier(opts.judge)
+    judge.check()
+    lpips = build_lpips(random_backbone=True)  # no pretrained AlexNet offline: see EXPERIMENTS.md
+    models = discover(opts.runs)
+    records = collect(models, opts.data, judge, lpips, opts.cache, opts.num_pairs)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    summary = {"judge": {"path": str(opts.judge), "val_accuracy": judge.val_accuracy},
+               "lpips_backbone": "alexnet (random init)", "num_pairs": opts.num_pairs, "steps": STEPS,
+               "models": {name: {k: models[name][k] for k in ("variant", "seed", "total_iters")}
+                          | {"checkpoints": rows} for name, rows in records.items()}}
+    (opts.out / "converged.json").write_text(json.dumps(summary, indent=1))
+    (opts.out / "table.md").write_text(table(models, records))
+    curves(models, records, opts.out / "curves.png")
+    print((opts.out / "table.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
