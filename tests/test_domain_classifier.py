@@ -35,7 +35,12 @@ def test_it_tells_synthetic_domains_apart(trained: dc.DomainClassifier, data: Pa
     assert trained.val_accuracy >= 0.9 and trained.val_count == 60
     assert len(trained.history) == 15 and trained.val_accuracy == max(h["val_accuracy"] for h in trained.history)
     x, y = dc.load_split(data, "val", DOMAINS, 32)
-    assert float((trained._batches(x) == y).mean()) == pytest.approx(trained.val_accuracy)
+    assert float((trained._logits(x).argmax(1) == y).mean()) == pytest.approx(trained.val_accuracy)
+    files = [images.load(f) for f in images.list_images(data / "val")]
+    probabilities = trained.probabilities(files)
+    assert probabilities.shape == (len(files), len(DOMAINS))
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(probabilities.argmax(1), trained.predict(files))
 
 
 def test_below_the_threshold_it_refuses_to_judge(trained: dc.DomainClassifier, data: Path) -> None:

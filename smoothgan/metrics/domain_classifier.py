@@ -94,17 +94,23 @@ class DomainClassifier:
             raise DataError(f"domain classifier validation accuracy {self.val_accuracy:.3f} (n={self.val_count}) "
                             f"is below {min_accuracy:.2f}: it cannot judge translations (train it longer)")
 
-    def _batches(self, batch: np.ndarray, size: int = 256) -> np.ndarray:
+    def _logits(self, batch: np.ndarray, size: int = 256) -> np.ndarray:
         self.net.eval()
         with torch.no_grad():
-            parts = [self.net(torch.from_numpy(batch[i:i + size])).argmax(1).numpy()
-                     for i in range(0, len(batch), size)]
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+            parts = [self.net(torch.from_numpy(batch[i:i + size])).numpy() for i in range(0, len(batch), size)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.config.domains)), np.float32)
+
+    def probabilities(self, imgs: images.ImageList | np.ndarray) -> np.ndarray:
+        """Softmax over the domains ``[N, D]`` of each image (uint8 HxWx3 arrays), resized to the
+        classifier's input size: how sure the judge is, e.g. to pick samples whose translation is obvious."""
+        self.check()
+        logits = self._logits(images.to_model_input(list(imgs), self.config.img_size, fit="stretch"))
+        return np.asarray(torch.softmax(torch.from_numpy(logits), dim=1).numpy())
 
     def predict(self, imgs: images.ImageList | np.ndarray) -> np.ndarray:
-        """Domain index of each image (uint8 HxWx3 arrays or paths), resized to the classifier's input size."""
+        """Domain index of each image (uint8 HxWx3 arrays), resized to the classifier's input size."""
         self.check()
-        return self._batches(images.to_model_input(list(imgs), self.config.img_size, fit="stretch"))
+        return self._logits(images.to_model_input(list(imgs), self.config.img_size, fit="stretch")).argmax(1)
 
     def save(self, out_dir: str | os.PathLike[str], overwrite: bool = False) -> Path:
         """Write ``classifier.safetensors`` + ``classifier.json`` into a new folder ``out_dir``."""
@@ -194,7 +200,7 @@ def train_domain_classifier(root: str | os.PathLike[str], domains: Sequence[str]
             optimizer.step()
             schedule.step()
             total += float(loss.detach()) * len(idx)
-        accuracy = float((classifier._batches(xv) == yv).mean())
+        accuracy = float((classifier._logits(xv).argmax(1) == yv).mean())
         classifier.history.append({"epoch": epoch + 1, "train_loss": total / len(x), "val_accuracy": accuracy})
         log.info("domain classifier epoch %d: train loss %.4f, val accuracy %.4f", epoch + 1, total / len(x),
                  accuracy)
