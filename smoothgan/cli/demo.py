@@ -56,9 +56,16 @@ def _demo(translator: "Translator", out: Path, num: int, steps: int) -> None:
     for sample in samples:
         source = sample.stem.split("-")[0] if sample.stem.split("-")[0] in domains else None
         targets = [d for d in domains if d != source]
+        written = []
         for target in targets:
             result = translator.translate(sample, target, num=num, seed=0)
-            result.save(out / f"{sample.stem}-to-{target}", input=sample)
+            folder = out / f"{sample.stem}-to-{target}"
+            result.save(folder, input=sample)
+            written.append(f"{target} x{num} -> {folder}/")
         result = translator.interpolate(sample, targets[0], steps=steps, seed=0, source_domain=source)
-        result.save(out / f"{sample.stem}-interp-{targets[0]}", input=sample, gif=True)
-    console.print(f"wrote {len(samples) * (len(domains))} result folder(s) under {str(out)}", highlight=False)
+        folder = out / f"{sample.stem}-interp-{targets[0]}"
+        result.save(folder, input=sample, gif=True)
+        written.append(f"morph to {targets[0]} ({steps} frames) -> {folder / 'animation.gif'}")
+        console.print(f"{sample.name}: " + "; ".join(written), highlight=False)
+    console.print(f"wrote {len(samples) * (len(domains))} result folder(s) under {str(out)}; open the "
+                  "animation.gif files to see the morphs", highlight=False)
