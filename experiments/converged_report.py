@@ -8,7 +8,8 @@ Runs are the run directories ``NNNNN-{variant}-s{seed}`` written by ``experiment
 has several; its checkpoints are pooled). For every checkpoint ``step-NNNNNN``: its EMA networks become a
 bundle (``smoothgan import``'s code path), the judge (``smoothgan.metrics.domain_classifier``, refused below 98%
 validation accuracy) measures translation domain accuracy, and ``smoothgan.metrics.evaluate`` measures PS
-(official / metric / paper modes), LPIPS diversity and content preservation (LPIPS, position, size, rotation);
+(official / metric / paper modes), LPIPS diversity, content preservation (LPIPS, position, size, rotation) and an
+FID computed on the judge's features (``fid_judge_*``: a realism trend, not Inception FID);
 the model's last checkpoint also gets the paper's inter-domain protocol (``ps_start="latent"``). Training losses
 are the mean of the ``stats.jsonl`` ticks since the previous checkpoint. Each checkpoint's numbers are cached
 (``--cache``), so the script can be rerun as runs progress and only evaluates what is new.
@@ -44,9 +45,12 @@ VARIANT_LABELS = {"baseline": "baseline (StarGAN v2)", "smoothed": "smoothed (of
 RUN_NAME = re.compile(r"^\d{5}-(?P<variant>[a-z]+)-s(?P<seed>\d+)$")
 CONVERGED_ACCURACY = 0.90
 STEPS = 20
+CACHE_VERSION = 2  # bump when the per-checkpoint protocol changes: cached numbers are then recomputed
 # (label, key, digits): the rows of the table, in order
 TABLE_ROWS = (
     ("translation domain accuracy (judge)", "domain_accuracy", 3),
+    ("FID on the judge's features, latent (lower: closer to real images)", "fid_judge_latent", 2),
+    ("FID on the judge's features, reference", "fid_judge_reference", 2),
     ("PS inter, official", f"ps_inter_{STEPS}_official", 3),
     ("PS inter, paper", f"ps_inter_{STEPS}_paper", 3),
     ("PS inter, paper, random start styles (paper protocol)", f"ps_inter_latent_{STEPS}_paper", 3),
@@ -62,9 +66,9 @@ TABLE_ROWS = (
     ("object rotation error (degrees)", "content_rotation_err", 1),
     ("object not found (fraction)", "content_not_found", 3),
 )
-CURVES = (("domain_accuracy", "translation domain accuracy"), (f"ps_inter_{STEPS}_paper", "PS inter (paper)"),
-          ("content_position_err", "position error (px)"), ("lpips_latent", "LPIPS diversity (latent)"),
-          ("G/latent_adv", "G adversarial loss (latent)"), ("D/latent_real", "D loss on real (latent)"))
+CURVES = (("domain_accuracy", "translation domain accuracy"), ("fid_judge_latent", "FID, judge features (latent)"),
+          (f"ps_inter_{STEPS}_paper", "PS inter (paper)"), ("content_position_err", "position error (px)"),
+          ("lpips_latent", "LPIPS diversity (latent)"), ("G/latent_adv", "G adversarial loss (latent)"))
 
 
 def discover(runs: Path) -> dict[str, dict[str, Any]]:
@@ -96,6 +100,19 @@ def mean_losses(ticks: dict[int, dict[str, Any]], start: int, end: int) -> dict[
     return {key: float(np.mean([row[key] for row in rows])) for key in (rows[0] if rows else {})}
 
 
+def judge_features(judge: Any) -> Any:
+    """The judge's pooled features ``[B, 128]`` as an FID extractor: a realism trend on this data set where no
+    Inception weights can be downloaded (not comparable with Inception FID; the key says ``fid_judge``)."""
+    import torch
+
+    def extract(x: torch.Tensor) -> torch.Tensor:
+        judge.net.eval()
+        with torch.no_grad():
+            return judge.net.features(x.float())
+
+    return extract
+
+
 def evaluate_checkpoint(checkpoint: Path, data: Path, judge: Any, lpips: Any, num_pairs: int,
                         final: bool) -> dict[str, Any]:
     """Domain accuracy plus the evaluate() metrics of one checkpoint's EMA networks (fp32, torch, CPU)."""
@@ -104,9 +121,9 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, judge: Any, lpips: Any, nu
         bundle = export_bundle(checkpoint, Path(tmp) / "bundle")
         translator = load(bundle.path, backend="torch")
         accuracy = translation_domain_accuracy(translator, data, judge)
-        report = evaluate(translator, data, ("ps", "lpips", "content"), steps=STEPS, num_pairs=num_pairs,
-                          num_outs=5, seed=0, lpips=lpips)
-        metrics = {key: value.mean for key, value in report.metrics.items()}
+        report = evaluate(translator, data, ("ps", "lpips", "content", "fid"), steps=STEPS, num_pairs=num_pairs,
+                          num_outs=5, seed=0, lpips=lpips, fid_extractor=judge_features(judge))
+        metrics = {key.replace("fid_", "fid_judge_"): value.mean for key, value in report.metrics.items()}
         if final:
             latent = evaluate(translator, data, ("ps",), steps=STEPS, num_pairs=num_pairs, seed=0, lpips=lpips,
                               ps_start="latent")
@@ -124,7 +141,7 @@ def collect(models: dict[str, dict[str, Any]], data: Path, judge: Any, lpips: An
         rows, previous = [], 0
         for step, checkpoint in sorted(model["checkpoints"].items()):
             final = step == model["total_iters"]
-            path = cache / name / f"step-{step:06d}{'-final' if final else ''}.json"
+            path = cache / name / f"step-{step:06d}{'-final' if final else ''}.v{CACHE_VERSION}.json"
             if path.is_file():
                 row = json.loads(path.read_text())
             else:
