@@ -1,0 +1,70 @@
+"""The converged-ablation report's bookkeeping (experiments/converged_report.py): run discovery across resumed
+run directories, loss means per checkpoint window, intervals over seeds and the table's finished-only rule."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[1] / "experiments" / "converged_report.py"
+
+
+@pytest.fixture(scope="module")
+def report():
+    spec = importlib.util.spec_from_file_location("converged_report", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_dir(root: Path, name: str, total: int, steps: list[int], ticks: list[tuple[int, float]]) -> None:
+    run = root / name
+    for step in steps:
+        (run / "checkpoints" / f"step-{step:06d}").mkdir(parents=True)
+        (run / "checkpoints" / f"step-{step:06d}" / "checkpoint.json").write_text("{}")
+    (run / "options.json").write_text(json.dumps({"total_iters": total}))
+    (run / "stats.jsonl").write_text("".join(json.dumps({"step": s, "losses": {"G/latent_adv": v}}) + "\n"
+                                             for s, v in ticks))
+
+
+def test_discover_pools_resumed_runs_and_skips_other_folders(report, tmp_path: Path) -> None:
+    _run_dir(tmp_path, "00000-smoothed-s0", 6, [2], [(1, 1.0), (2, 3.0), (3, 9.0)])  # killed after step 3
+    _run_dir(tmp_path, "00003-smoothed-s0", 6, [4, 6], [(4, 5.0), (5, 6.0), (6, 8.0)])  # the resume
+    _run_dir(tmp_path, "00001-baseline-s2", 6, [2], [(2, 1.0)])
+    (tmp_path / "00002-notes").mkdir()
+    (tmp_path / "00004-other-s1").mkdir()
+    models = report.discover(tmp_path)
+    assert sorted(models) == ["baseline-s2", "smoothed-s0"]
+    smoothed = models["smoothed-s0"]
+    assert (smoothed["variant"], smoothed["seed"], smoothed["total_iters"]) == ("smoothed", 0, 6)
+    assert sorted(smoothed["checkpoints"]) == [2, 4, 6]
+    assert report.mean_losses(smoothed["ticks"], 2, 4) == {"G/latent_adv": pytest.approx(7.0)}  # ticks 3, 4
+    assert report.mean_losses(smoothed["ticks"], 0, 2) == {"G/latent_adv": pytest.approx(2.0)}
+
+
+def test_interval_is_the_student_t_interval_over_seeds(report) -> None:
+    # mean 2, sample std 1, t(0.975, 2) = 4.3027: half-width 4.3027 / sqrt(3) = 2.484
+    assert report.interval([1.0, 2.0, 3.0], 3) == "2.000 [-0.484, 4.484] (n=3)"
+    assert report.interval([0.5], 2) == "0.50 (n=1)"
+    assert report.interval([], 2) == "-"
+
+
+def test_table_counts_only_finished_models(report) -> None:
+    models = {"baseline-s0": {"variant": "baseline", "total_iters": 10},
+              "smoothed-s0": {"variant": "smoothed", "total_iters": 10},
+              "smoothed-s1": {"variant": "smoothed", "total_iters": 10}}
+    row = {"domain_accuracy_tasks": {"a2b": 1.0}}
+    records = {"baseline-s0": [{"step": 10, "domain_accuracy": 0.5, **row}],
+               "smoothed-s0": [{"step": 10, "domain_accuracy": 0.95, **row}],
+               "smoothed-s1": [{"step": 4, "domain_accuracy": 0.2, **row}]}  # still training
+    text = report.table(models, records)
+    lines = text.splitlines()
+    assert lines[0] == "| metric | baseline (StarGAN v2) | smoothed (official code's form) |"
+    accuracy = next(line for line in lines if line.startswith("| translation domain accuracy"))
+    assert accuracy == "| translation domain accuracy (judge) | 0.500 (n=1) | 0.950 (n=1) |"
+    assert "| models at >= 90% domain accuracy | 0 of 1 | 1 of 1 |" in lines
+    assert "| smoothed-s1 | 4 / 10 | 0.200 | a2b 1.00 |" in lines
+    assert report.table(models, {"smoothed-s1": records["smoothed-s1"]}).startswith("(no model has finished")
