@@ -294,7 +294,7 @@ def test_shipped_demo_graphs_match_the_shipped_weights() -> None:
         assert read_metadata(path)["weights_sha256"] == demo.weights_sha256
         assert records[f"{network}-fp32"]["sha256"] == sha256_file(path)
         assert records[f"{network}-fp32"]["validation"]["passed"] is True
-    assert sum(p.stat().st_size for p in graphs.values()) < 1_000_000
+    assert sum(p.stat().st_size for p in graphs.values()) < 4_000_000  # 1.6 MB for the 32 px shapes32 model
     rng = np.random.default_rng(0)
     size = demo.config.img_size
     x = rng.uniform(-1, 1, (2, 3, size, size)).astype(np.float32)
