@@ -15,8 +15,9 @@ are the mean of the ``stats.jsonl`` ticks since the previous checkpoint. Each ch
 (``--cache``), so the script can be rerun as runs progress and only evaluates what is new.
 
 Outputs (``--out``, committed): ``converged.json`` (every number), ``table.md`` (final checkpoints: mean and
-95% Student-t interval over seeds per variant; a model counts as converged at >= 90% domain accuracy) and
-``curves.png`` (metrics against the training step, one line per run).
+95% Student-t interval over seeds per variant; a model counts as converged at >= 90% domain accuracy),
+``checkpoints.md`` (headline metrics of every checkpoint) and ``curves.png`` (metrics against the training step,
+one line per run).
 """
 
 from __future__ import annotations
@@ -203,6 +204,26 @@ def table(models: dict[str, dict[str, Any]], records: dict[str, list[dict[str, A
     return "\n".join(lines) + "\n"
 
 
+CHECKPOINT_COLUMNS = (("domain acc.", "domain_accuracy", 3), ("FID (judge)", "fid_judge_latent", 1),
+                      ("PS inter official", f"ps_inter_{STEPS}_official", 3),
+                      ("PS inter paper", f"ps_inter_{STEPS}_paper", 3),
+                      ("PS intra paper", f"ps_intra_{STEPS}_paper", 3),
+                      ("LPIPS div.", "lpips_latent", 4), ("position err. (px)", "content_position_err", 2),
+                      ("rotation err. (deg)", "content_rotation_err", 1))
+
+
+def checkpoint_table(records: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown: one row per (model, checkpoint) with the headline metrics, for the convergence discussion."""
+    lines = ["| model | step | " + " | ".join(label for label, _, _ in CHECKPOINT_COLUMNS) + " |",
+             "|---|---|" + "---|" * len(CHECKPOINT_COLUMNS)]
+    for name, rows in sorted(records.items()):
+        for row in rows:
+            cells = [f"{row[key]:.{digits}f}" if row.get(key) is not None else "-"
+                     for _, key, digits in CHECKPOINT_COLUMNS]
+            lines.append(f"| {name} | {row['step']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def curves(models: dict[str, dict[str, Any]], records: dict[str, list[dict[str, Any]]], out: Path) -> None:
     """One panel per metric of :data:`CURVES` against the training step; colour = variant, one line per seed."""
     import matplotlib
@@ -256,6 +277,7 @@ def main() -> None:
                           | {"checkpoints": rows} for name, rows in records.items()}}
     (opts.out / "converged.json").write_text(json.dumps(summary, indent=1))
     (opts.out / "table.md").write_text(table(models, records))
+    (opts.out / "checkpoints.md").write_text(checkpoint_table(records))
     curves(models, records, opts.out / "curves.png")
     print((opts.out / "table.md").read_text())
 

@@ -68,3 +68,12 @@ def test_table_counts_only_finished_models(report) -> None:
     assert "| models at >= 90% domain accuracy | 0 of 1 | 1 of 1 |" in lines
     assert "| smoothed-s1 | 4 / 10 | 0.200 | a2b 1.00 |" in lines
     assert report.table(models, {"smoothed-s1": records["smoothed-s1"]}).startswith("(no model has finished")
+
+
+def test_checkpoint_table_has_a_row_per_checkpoint_and_dashes_for_missing_metrics(report) -> None:
+    records = {"smoothed-s0": [{"step": 2000, "domain_accuracy": 0.5, "fid_judge_latent": 12.25},
+                               {"step": 4000, "domain_accuracy": 0.96}]}
+    lines = report.checkpoint_table(records).splitlines()
+    assert len(lines) == 4 and lines[0].startswith("| model | step | domain acc. | FID (judge) |")
+    assert lines[2].startswith("| smoothed-s0 | 2000 | 0.500 | 12.2 | - |")
+    assert lines[3].startswith("| smoothed-s0 | 4000 | 0.960 | - |")
