@@ -49,7 +49,8 @@ def stage_progress(enabled: bool = True) -> Iterator[ProgressFn]:
 def _number(key: str, value: Optional[float]) -> str:
     if value is None or not math.isfinite(value):
         return "-"
-    return f"{value:.2f}" if key.startswith(("fid_", "content_position", "content_size", "content_rotation")) else f"{value:.4f}"
+    pixels_or_degrees = ("fid_", "content_position", "content_size", "content_rotation")
+    return f"{value:.2f}" if key.startswith(pixels_or_degrees) else f"{value:.4f}"
 
 
 def _ci(key: str, value: MetricValue) -> str:

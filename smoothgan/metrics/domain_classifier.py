@@ -105,7 +105,7 @@ class DomainClassifier:
         classifier's input size: how sure the judge is, e.g. to pick samples whose translation is obvious."""
         self.check()
         logits = self._logits(images.to_model_input(list(imgs), self.config.img_size, fit="stretch"))
-        return np.asarray(torch.softmax(torch.from_numpy(logits), dim=1).numpy())
+        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
     def predict(self, imgs: images.ImageList | np.ndarray) -> np.ndarray:
         """Domain index of each image (uint8 HxWx3 arrays), resized to the classifier's input size."""

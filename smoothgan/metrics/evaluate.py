@@ -345,14 +345,14 @@ class _Runner:
                         bucket: dict[str, list[float]]) -> None:
         """Object position/size error (pixels) of each output vs the source's synthetic attributes, and the
         rotation error (degrees) where both the source's and the target's shape show a rotation."""
-        from smoothgan.trainer.synth import SHAPES, estimate_content, has_rotation, rotation_error
+        from smoothgan.trainer.synth import estimate_content, has_rotation, rotation_error
 
         side, rows = outputs.shape[1], self.data.attributes or {}
         for i, path in enumerate(chunk):
             row = rows.get(path.relative_to(self.data.root).as_posix())
             if row is None:
                 continue
-            rotated = target in SHAPES and has_rotation(target) and has_rotation(row["domain"])
+            rotated = has_rotation(target) and has_rotation(row["domain"])
             for j in range(num_outs):
                 est = estimate_content(outputs[i * num_outs + j], domain=target if rotated else None)
                 found = math.isfinite(est.cx)
