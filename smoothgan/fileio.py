@@ -289,6 +289,76 @@ def atomic_dir(path: str | os.PathLike[str],
             _remove(staging)
 
 
+LOCK_NAME = ".smoothgan.lock"
+"""The writer lock of a folder job's output folder (see :func:`folder_lock`)."""
+
+
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive, non-blocking advisory lock on an open file; False when another holder has it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _lock_holder(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace").split()
+    except OSError:
+        return "another process"
+    return f"pid {text[0]}" if text and text[0].isdigit() else "another process"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike[str], hint: str = "wait for it to end or choose another --out"
+                ) -> Iterator[None]:
+    """Hold the exclusive writer lock of ``folder`` (which must exist) while a job writes into it.
+
+    Two jobs writing into one folder would interleave manifest lines and overwrite each other's outputs; the
+    second one instead gets a one-line :class:`InputError` naming the holder. The lock is an advisory ``flock``
+    on ``folder/.smoothgan.lock`` (any other process or thread is refused), which the kernel drops when its
+    holder dies, ``kill -9`` included, so nothing stale can block a later job. The file is removed at the end;
+    a waiter that locked a file just removed notices the path is gone or new, and tries again.
+    """
+    from smoothgan.errors import InputError
+
+    path = Path(folder) / LOCK_NAME
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise InputError(f"cannot lock {folder}: {exc.strerror or exc}") from None
+        if not _try_lock(fd):
+            os.close(fd)
+            raise InputError(f"{folder} is being written by another smoothgan job ({_lock_holder(path)}); {hint}")
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # Windows cannot remove an open file: it stays, unlocked
+            path.unlink()
+        os.close(fd)
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

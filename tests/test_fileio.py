@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -89,3 +91,32 @@ def test_target_entries(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(tmp_path / "full")
     with pytest.raises(InputError, match="symbolic link"):
         fileio.target_entries(tmp_path / "link")
+
+
+def test_folder_lock_refuses_a_second_writer_and_is_removed_after(tmp_path: Path) -> None:
+    with fileio.folder_lock(tmp_path):
+        assert (tmp_path / fileio.LOCK_NAME).read_text().split()[0] == str(os.getpid())
+        with pytest.raises(InputError, match=rf"being written by another smoothgan job \(pid {os.getpid()}\)"):
+            with fileio.folder_lock(tmp_path):
+                pass  # pragma: no cover
+    assert not (tmp_path / fileio.LOCK_NAME).exists()
+    with fileio.folder_lock(tmp_path):
+        pass
+
+
+def test_folder_lock_of_a_killed_holder_blocks_nothing(tmp_path: Path) -> None:
+    code = ("import sys, time\nfrom smoothgan import fileio\nwith fileio.folder_lock(sys.argv[1]):\n"
+            "    print('locked', flush=True)\n    time.sleep(120)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(InputError, match=rf"\(pid {holder.pid}\)"):
+            with fileio.folder_lock(tmp_path):
+                pass  # pragma: no cover
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert (tmp_path / fileio.LOCK_NAME).exists()  # kill -9 leaves the file, but the kernel dropped the lock
+    with fileio.folder_lock(tmp_path):
+        pass
+    assert not (tmp_path / fileio.LOCK_NAME).exists()

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import smoothgan
-from smoothgan import jobs
+from smoothgan import fileio, jobs
 from smoothgan.errors import InputError
 
 
@@ -303,6 +303,32 @@ def test_resume_keeps_lines_of_inputs_not_named_again(tmp_path: Path, translator
     translator.translate_folder([b], out, "b", layout="flat")  # without resume: b redone, a's line kept
     lines = manifest(out)
     assert len(lines) == 2 and lines[-1]["input"] == str(b)
+
+
+
+def test_a_job_into_a_folder_another_job_writes_is_refused_before_writing(tmp_path: Path, translator) -> None:
+    a, b = make_images(tmp_path / "in", ["a.png", "b.png"])
+    out = tmp_path / "out"
+    translator.translate_folder([a], out, "b", layout="flat")
+    before = {name: (out / name).read_bytes() for name in files_under(out)}
+    with fileio.folder_lock(out):  # what a running job holds
+        with pytest.raises(InputError, match="being written by another smoothgan job"):
+            translator.translate_folder([a, b], out, "b", layout="flat")
+        assert {name: (out / name).read_bytes() for name in files_under(out) - {fileio.LOCK_NAME}} == before
+    translator.translate_folder([a, b], out, "b", layout="flat")  # once it ends, the folder is free again
+    assert files_under(out) == {"manifest.jsonl", "a_b.png", "b_b.png"}
+
+
+def test_a_plan_overtaken_by_another_job_is_refused(tmp_path: Path, translator) -> None:
+    a, b = make_images(tmp_path / "in", ["a.png", "b.png"])
+    out = tmp_path / "out"
+    options = jobs.make_options(translator, "b")
+    plan = jobs.plan_folder(translator, [a], out, options, layout="flat")
+    translator.translate_folder([b], out, "b", layout="flat")  # finished between the plan and its run
+    before = (out / jobs.MANIFEST).read_bytes()
+    with pytest.raises(InputError, match="changed since this job was planned"):
+        jobs.execute(translator, plan)
+    assert (out / jobs.MANIFEST).read_bytes() == before and not (out / "a_b.png").exists()
 
 
 # ---- argument validation (the library, so CLI and API agree) ----------------------------------------------------

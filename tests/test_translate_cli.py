@@ -145,6 +145,27 @@ def test_quiet_flat_run_and_resume(tiny_bundle, folder: Path, tmp_path: Path) ->
     assert again.exit_code == 0 and "translated 0, skipped 2 already done of 2" in again.output, again.output
 
 
+
+def test_a_second_job_into_the_same_folder_is_one_line_and_writes_nothing(tiny_bundle, folder: Path,
+                                                                          tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    code = ("import sys, time\nfrom smoothgan import fileio\nwith fileio.folder_lock(sys.argv[1]):\n"
+            "    print('locked', flush=True)\n    time.sleep(120)\n")
+    running = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert running.stdout is not None and running.stdout.readline().strip() == "locked"
+        result = invoke("translate", folder, "--domain", "b", "--model", tiny_bundle.path, "--out", out)
+    finally:
+        running.kill()
+        running.wait(timeout=30)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert f"is being written by another smoothgan job (pid {running.pid}); wait for it to end" in lines[0]
+    assert [p.name for p in out.iterdir()] == [".smoothgan.lock"]  # the holder's file only: no output, no manifest
+
+
 # ---- kill -9 at random moments, then --resume --------------------------------------------------------------------
 def tree(root: Path) -> dict[str, Path]:
     """Every entry under ``root`` (files and folders, hidden ones included) by relative path."""

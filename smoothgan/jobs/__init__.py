@@ -20,8 +20,8 @@ translate), :mod:`~smoothgan.jobs.folder` (layouts, manifest, resume, writer).
 
 from __future__ import annotations
 
-from smoothgan.jobs.folder import (LAYOUTS, FolderPlan, FolderSummary, execute, flat_outputs, make_record, plan_folder,
-                                   read_manifest, record_line, run_folder, write_outputs)
+from smoothgan.jobs.folder import (LAYOUTS, FolderPlan, FolderSummary, execute, flat_outputs, make_record, open_manifest,
+                                   plan_folder, read_manifest, record_line, run_folder, write_outputs)
 from smoothgan.jobs.inputs import (MANIFEST, InputFile, InputSpec, check_header, resolve_inputs, unique_names,
                                    walk_images)
 from smoothgan.jobs.stream import ItemResult, JobOptions, iter_results, make_options, stream
@@ -29,4 +29,4 @@ from smoothgan.jobs.stream import ItemResult, JobOptions, iter_results, make_opt
 __all__ = ["MANIFEST", "LAYOUTS", "InputSpec", "InputFile", "JobOptions", "ItemResult", "FolderSummary",
            "FolderPlan", "resolve_inputs", "walk_images", "unique_names", "check_header", "make_options", "stream",
            "iter_results", "read_manifest", "flat_outputs", "write_outputs", "make_record", "record_line",
-           "plan_folder", "execute", "run_folder"]
+           "plan_folder", "open_manifest", "execute", "run_folder"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -9,15 +10,15 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, BinaryIO, Optional
 
 from smoothgan import images
 from smoothgan.errors import InputError
-from smoothgan.fileio import atomic_path
+from smoothgan.fileio import atomic_path, folder_lock
 from smoothgan.jobs.aligned import face_results, pasted_result
 from smoothgan.jobs.inputs import MANIFEST, InputFile, InputSpec, resolve_inputs
 from smoothgan.jobs.stream import ItemResult, JobOptions, _check_batch, _group_size, make_options, stream
@@ -98,6 +99,32 @@ class FolderPlan:
     options: JobOptions
     out: Path
     layout: str
+    manifest_state: Optional[tuple[int, int, int]] = None
+    """The manifest's (inode, size, mtime) when planned: a job that finds it changed was overtaken by another."""
+
+
+def _manifest_state(path: Path) -> Optional[tuple[int, int, int]]:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+@contextlib.contextmanager
+def open_manifest(plan: FolderPlan) -> Iterator[BinaryIO]:
+    """Start writing a planned job: create OUT, take its writer lock for the job's whole run, refuse a plan that
+    another job overtook since, rewrite the manifest with the kept lines only, and yield it open for appending."""
+    plan.out.mkdir(parents=True, exist_ok=True)
+    manifest = plan.out / MANIFEST
+    with folder_lock(plan.out):
+        if _manifest_state(manifest) != plan.manifest_state:
+            raise InputError(f"{manifest} changed since this job was planned (another job wrote into "
+                             f"{plan.out}); run it again")
+        with atomic_path(manifest) as tmp:
+            tmp.write_bytes(b"".join(_line(record) for record in plan.kept))
+        with open(manifest, "ab") as handle:
+            yield handle
 
 
 def plan_folder(translator: "Translator", inputs: InputSpec, out: str | os.PathLike, options: JobOptions, *,
@@ -113,7 +140,11 @@ def plan_folder(translator: "Translator", inputs: InputSpec, out: str | os.PathL
     out_path = Path(out)
     if out_path.exists() and not out_path.is_dir():
         raise InputError(f"output '{out_path}' exists and is not a folder")
+    if out_path.is_dir():
+        with folder_lock(out_path):  # refuse a busy folder now, before any work; execute holds it for real
+            pass
     items = resolve_inputs(inputs, exclude=out_path, keep_going=keep_going, workers=workers)
+    state = _manifest_state(out_path / MANIFEST)  # before reading it: a change in between is caught as overtaken
     current = {str(item.path) for item in items}
     records = {}
     for record in read_manifest(out_path / MANIFEST):
@@ -137,7 +168,7 @@ def plan_folder(translator: "Translator", inputs: InputSpec, out: str | os.PathL
 
         for item in todo:
             check_replaceable(out_path / str(item.name))
-    return FolderPlan(items, todo, kept, options, out_path, layout)
+    return FolderPlan(items, todo, kept, options, out_path, layout, state)
 
 
 def write_outputs(plan: FolderPlan, item: ItemResult, *, gif: bool = False, mp4: bool = False,
@@ -297,12 +328,9 @@ def execute(translator: "Translator", plan: FolderPlan, *, batch_size: Optional[
     manifest = plan.out / MANIFEST
     summary = FolderSummary(plan.out, manifest, total=len(plan.items), skipped=len(plan.items) - len(plan.todo))
     _check_batch(translator, plan.options, batch_size, len(plan.todo))  # before anything is written
-    plan.out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(manifest) as tmp:
-        tmp.write_bytes(b"".join(_line(record) for record in plan.kept))
     started = time.perf_counter()
     group = _group_size(plan.options, batch_size or translator.max_batch)
-    with open(manifest, "ab") as handle:
+    with open_manifest(plan) as handle:
         writer = _Writer(plan, translator, handle, summary, gif=gif, mp4=mp4, fps=fps, progress=progress,
                          depth=max(2, 2 * group), threads=writers)
         writer.start()

@@ -22,14 +22,13 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any, Optional
+from typing import Any, BinaryIO, Optional
 
 import numpy as np
 
 from smoothgan import jobs
 from smoothgan.backends.base import Backend, Masks
 from smoothgan.errors import BackendError, InputError
-from smoothgan.fileio import atomic_path
 from smoothgan.serving.cluster import check_backend, init_ray
 
 log = logging.getLogger(__name__)
@@ -128,26 +127,24 @@ def run_batch(inputs: jobs.InputSpec, out: str | os.PathLike[str], domain: str, 
     summary = jobs.FolderSummary(plan.out, plan.out / jobs.MANIFEST, total=len(plan.items),
                                  skipped=len(plan.items) - len(plan.todo))
     write_gif = steps is not None if gif is None else gif
-    plan.out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(summary.manifest) as tmp:  # kept lines only, as a folder job starts
-        tmp.write_bytes(b"".join(jobs.record_line(record) for record in plan.kept))
-    known_bad = [item for item in plan.todo if item.error]  # found by the header check: no actor needed
-    with open(summary.manifest, "ab") as handle:
+    with jobs.open_manifest(plan) as handle:  # OUT locked for the job; kept lines only, as a folder job starts
+        known_bad = [item for item in plan.todo if item.error]  # found by the header check: no actor needed
         for item in known_bad:
             _record(summary, handle, _write(plan, planner, jobs.ItemResult(item, error=item.error), write_gif, mp4,
                                             fps), progress)
-    plan.todo = [item for item in plan.todo if not item.error]
-    if not plan.todo:
-        return summary
-    started = init_ray(ray_address, num_cpus)
-    try:
-        _execute(plan, bundle.path, summary, backend, device, precision, batch_size, actors, cpus_per_actor, gpus,
-                 write_gif, mp4, fps, progress, {} if threads is None else {"threads": int(threads)})
-    finally:
-        if started:
-            import ray
+        plan.todo = [item for item in plan.todo if not item.error]
+        if not plan.todo:
+            return summary
+        started = init_ray(ray_address, num_cpus)
+        try:
+            _execute(plan, bundle.path, summary, handle, backend, device, precision, batch_size, actors,
+                     cpus_per_actor, gpus, write_gif, mp4, fps, progress,
+                     {} if threads is None else {"threads": int(threads)})
+        finally:
+            if started:
+                import ray
 
-            ray.shutdown()
+                ray.shutdown()
     return summary
 
 
@@ -166,8 +163,8 @@ def _record(summary: jobs.FolderSummary, handle: Any, line: bytes,
         progress(summary, record)
 
 
-def _execute(plan: jobs.FolderPlan, bundle: Path, summary: jobs.FolderSummary, backend: str, device: str,
-             precision: str, batch_size: int, actors: int, cpus: float, gpus: float, gif: bool, mp4: bool,
+def _execute(plan: jobs.FolderPlan, bundle: Path, summary: jobs.FolderSummary, handle: BinaryIO, backend: str,
+             device: str, precision: str, batch_size: int, actors: int, cpus: float, gpus: float, gif: bool, mp4: bool,
              fps: float, progress: Optional[Callable[[jobs.FolderSummary, dict[str, Any]], None]],
              engine: dict[str, Any]) -> None:
     import ray.data
@@ -185,9 +182,8 @@ def _execute(plan: jobs.FolderPlan, bundle: Path, summary: jobs.FolderSummary, b
                                "out": str(plan.out.resolve()), "layout": plan.layout, "gif": gif, "mp4": mp4,
                                "fps": fps, "engine": engine})
     started = time.perf_counter()
-    with open(summary.manifest, "ab") as handle:
-        for row in translated.iter_rows():
-            _record(summary, handle, bytes(row["line"]), progress)
+    for row in translated.iter_rows():
+        _record(summary, handle, bytes(row["line"]), progress)
     summary.seconds = time.perf_counter() - started
 
 
