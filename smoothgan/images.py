@@ -67,6 +67,26 @@ def _read_error(path: PathLike, reason: str) -> InputError:
     return InputError(f"cannot read image '{path}': {reason}")
 
 
+def read_failure(exc: BaseException) -> str:
+    """Why opening or decoding an image failed, in words (shared by full decodes and header checks).
+
+    A file-system error (it carries an errno: a symlink loop, an I/O error) is not called a corrupt file.
+    """
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return f"too many pixels ({_one_line(exc)})"
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return "not an image, or a format Pillow cannot decode"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"cannot open it ({exc.strerror or _one_line(exc)})"
+    return f"truncated or corrupt file ({_one_line(exc)})"
+
+
 # --------------------------------------------------------------------------------------------------------------
 # decoding
 
@@ -123,13 +143,9 @@ def decode(source: PathLike | bytes, name: str, max_pixels: Optional[int] = None
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(f"cannot read image '{name}': too many pixels ({_one_line(exc)})") from exc
-    except Image.UnidentifiedImageError as exc:
-        raise _read_error(name, "not an image, or a format Pillow cannot decode") from exc
-    except PermissionError as exc:
-        raise _read_error(name, "permission denied") from exc
+        raise ImageTooLargeError(f"cannot read image '{name}': {read_failure(exc)}") from exc
     except _DECODE_ERRORS as exc:
-        raise _read_error(name, f"truncated or corrupt file ({_one_line(exc)})") from exc
+        raise _read_error(name, read_failure(exc)) from exc
 
 
 def _has_alpha(im: Image.Image) -> bool:

@@ -84,7 +84,12 @@ def test_symlinks_out_of_the_tree_are_not_followed(tmp_path: Path) -> None:
     (tmp_path / "tree" / "dir-out").symlink_to(tmp_path / "outside" / "dir")
     (tmp_path / "tree" / "link-in.png").symlink_to(tmp_path / "tree" / "a.png")
     (tmp_path / "tree" / "broken.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "tree" / "loop1.png").symlink_to(tmp_path / "tree" / "loop2.png")
+    (tmp_path / "tree" / "loop2.png").symlink_to(tmp_path / "tree" / "loop1.png")
+    (tmp_path / "tree" / "folder.png").mkdir()
     assert [str(i.name) for i in jobs.resolve_inputs([tmp_path / "tree"])] == ["a", "link-in"]
+    glob = jobs.resolve_inputs([str(tmp_path / "tree" / "*.png")])  # what a shell would expand, less non-files
+    assert [str(i.name) for i in glob] == ["a", "link-in", "link-out"]
 
 
 @pytest.mark.parametrize("case, pattern", [
@@ -93,12 +98,15 @@ def test_symlinks_out_of_the_tree_are_not_followed(tmp_path: Path) -> None:
     ("noglob", "no images match"),
     ("corrupt", "not an image"),
     ("truncated", "truncated or corrupt"),
+    ("loop", r"cannot open it \(Too many levels of symbolic links\)"),
 ])
 def test_bad_inputs_are_one_line_errors_before_anything_is_written(case, pattern, tmp_path: Path,
                                                                    translator) -> None:
     good = make_images(tmp_path / "in", ["a.png", "b.png"])
     bad = {"missing": tmp_path / "nope.png", "empty": tmp_path / "empty", "noglob": str(tmp_path / "*.gif"),
-           "corrupt": tmp_path / "in" / "c.png", "truncated": tmp_path / "in" / "d.png"}[case]
+           "corrupt": tmp_path / "in" / "c.png", "truncated": tmp_path / "in" / "d.png",
+           "loop": tmp_path / "loop.png"}[case]
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
     (tmp_path / "empty").mkdir()
     (tmp_path / "in" / "c.png").write_text("hello")
     (tmp_path / "in" / "d.png").write_bytes(good[0].read_bytes()[:20])

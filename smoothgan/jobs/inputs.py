@@ -83,7 +83,7 @@ def walk_images(root: Path, exclude: Optional[Path] = None) -> list[Path]:
                 continue
             path = here / filename
             if path.is_symlink():
-                target = path.resolve()
+                target = Path(os.path.realpath(path))  # a loop gives a path that is not a file: skipped
                 if not target.is_file() or not _inside(target, real_root):
                     log.info("skipping %s: a link out of %s (or broken)", path, root)
                     continue
@@ -137,18 +137,9 @@ def check_header(path: Path) -> Optional[str]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 width, height = im.size
-    except FileNotFoundError:
-        return f"cannot read image '{path}': no such file"
-    except IsADirectoryError:
-        return f"cannot read image '{path}': is a directory"
-    except PermissionError:
-        return f"cannot read image '{path}': permission denied"
-    except Image.UnidentifiedImageError:
-        return f"cannot read image '{path}': not an image, or a format Pillow cannot decode"
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return f"cannot read image '{path}': too many pixels"
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        return f"cannot read image '{path}': truncated or corrupt file ({' '.join(str(exc).split())})"
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, OSError, SyntaxError, ValueError,
+            EOFError) as exc:
+        return f"cannot read image '{path}': {images.read_failure(exc)}"
     if width * height > images.MAX_PIXELS:
         return f"cannot read image '{path}': {width}x{height} is over the limit of {images.MAX_PIXELS} pixels"
     if width == 0 or height == 0:
