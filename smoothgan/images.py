@@ -174,6 +174,19 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
     return np.array(im, dtype=np.uint8)
 
 
+def from_pil(im: Image.Image) -> np.ndarray:
+    """An in-memory Pillow image as ``uint8 [H, W, 3]`` RGB, with exactly :func:`load`'s conversions (EXIF
+    orientation, modes, alpha over white), so a PIL image and the file it came from translate the same."""
+    width, height = im.size
+    if width == 0 or height == 0:
+        raise InputError(f"PIL image is empty ({width}x{height})")
+    try:
+        im.load()  # as decode does: Pillow's TIFF reader applies its orientation tag on load
+        return _to_rgb(ImageOps.exif_transpose(im))
+    except _DECODE_ERRORS as exc:  # a lazily loaded image whose file is truncated
+        raise InputError(f"cannot read PIL image: {read_failure(exc)}") from exc
+
+
 # --------------------------------------------------------------------------------------------------------------
 # to and from model tensors
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
+from PIL import Image
 
 from smoothgan import __version__, images, styles
 from smoothgan.backends import create_backend
@@ -24,8 +25,9 @@ from smoothgan.results import Result
 
 log = logging.getLogger(__name__)
 
-ImageLike = Union[str, Path, np.ndarray]
+ImageLike = Union[str, Path, np.ndarray, Image.Image]
 Images = Union[ImageLike, Sequence[ImageLike]]
+IMAGE_KINDS = "paths, uint8 [H, W, 3] arrays or PIL images"
 
 
 MAX_STEPS = 1000
@@ -40,7 +42,7 @@ _ACTIVATION_FACTOR = 8
 
 
 def _as_list(items: Images) -> list[ImageLike]:
-    if isinstance(items, (str, Path)):
+    if isinstance(items, (str, os.PathLike, Image.Image)):
         return [items]
     if isinstance(items, np.ndarray):
         if items.ndim == 3:
@@ -48,8 +50,8 @@ def _as_list(items: Images) -> list[ImageLike]:
         if items.ndim == 4:
             return list(items)
         raise InputError(f"an image array must be [H, W, 3] or [N, H, W, 3], got shape {list(items.shape)}")
-    if isinstance(items, (bytes, int, float)) or items is None:
-        raise InputError(f"images must be paths or uint8 [H, W, 3] arrays, got {type(items).__name__}")
+    if isinstance(items, (bytes, bytearray, dict)) or not isinstance(items, Iterable):
+        raise InputError(f"images must be {IMAGE_KINDS}, got {type(items).__name__}")
     return list(items)
 
 
@@ -112,12 +114,14 @@ class Translator:
 
     # ---- inputs -------------------------------------------------------------------------------------------
     def load_image(self, item: ImageLike) -> np.ndarray:
-        """One path or array -> a checked uint8 [H, W, 3] array."""
-        if isinstance(item, (str, Path)):
+        """One path, array or PIL image -> a checked uint8 [H, W, 3] array."""
+        if isinstance(item, (str, os.PathLike)):
             return images.load(item)
         if isinstance(item, np.ndarray):
             return check_array(item)
-        raise InputError(f"images must be paths or uint8 [H, W, 3] arrays, got {type(item).__name__}")
+        if isinstance(item, Image.Image):
+            return images.from_pil(item)
+        raise InputError(f"images must be {IMAGE_KINDS}, got {type(item).__name__}")
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """uint8 [H, W, 3] -> model input float32 [1, 3, S, S] with the bundle's fit (crop/stretch)."""
@@ -332,7 +336,8 @@ class Translator:
         """Stream results: yield one :class:`smoothgan.jobs.ItemResult` per input as its batch finishes.
 
         ``inputs``: files, folders (recursive) or glob patterns (all checked first), or images to stream (a
-        ``[N, H, W, 3]`` uint8 array, a list with arrays, any iterator of arrays or paths, consumed lazily).
+        ``[N, H, W, 3]`` uint8 array, a list with arrays or PIL images, any iterator of them or of paths,
+        consumed lazily).
         Options as :func:`smoothgan.jobs.iter_results` (``steps``, ``num``, ``seed``, ``ref``, ``batch_size``,
         ``keep_going``, ...). Nothing is written; per image the results are those of :meth:`translate` /
         :meth:`interpolate` (same styles, pixels within 1/255 whatever the batch).

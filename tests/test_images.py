@@ -54,6 +54,32 @@ def test_load_applies_exif_orientation(tmp_path: Path, orientation: int, red_at:
     assert [tuple(r) for r in red] == [red_at]
 
 
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "P", "L", "I;16", "CMYK"])
+def test_a_pil_image_converts_exactly_as_its_file(tmp_path: Path, mode: str) -> None:
+    rng = np.random.default_rng(1)
+    base = Image.fromarray(rng.integers(0, 256, (6, 5, 4), dtype=np.uint8), "RGBA")
+    im = base.convert(mode) if mode != "I;16" else Image.fromarray(rng.integers(0, 65536, (6, 5), dtype=np.uint16))
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    if mode in ("CMYK", "I;16"):  # PNG cannot hold these; TIFF keeps the orientation as its own tag
+        path = tmp_path / "x.tif"
+        im.save(path, tiffinfo={EXIF_ORIENTATION: 6})
+    else:
+        path = tmp_path / "x.png"
+        im.save(path, exif=exif.tobytes())
+    with Image.open(path) as opened:  # lazily loaded, EXIF attached, as a user would hold it
+        from_memory = images.from_pil(opened)
+    from_file = images.load(path)
+    assert np.array_equal(from_memory, from_file)
+    if path.suffix == ".png":  # (Pillow 13 applies a TIFF orientation tag to RGB but not to CMYK or I;16 files)
+        assert from_memory.shape == (5, 6, 3)
+
+
+def test_an_empty_pil_image_is_an_input_error() -> None:
+    with pytest.raises(InputError, match=r"PIL image is empty \(0x4\)"):
+        images.from_pil(Image.new("RGB", (0, 4)))
+
 def test_load_exif_orientation_jpeg(tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[EXIF_ORIENTATION] = 6

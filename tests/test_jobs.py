@@ -364,7 +364,7 @@ def test_a_plan_overtaken_by_another_job_is_refused(tmp_path: Path, translator) 
     (lambda t, x: t.translate("/no/such.png", "a"), "no such file"),
     (lambda t, x: t.translate(x, "a", ref=[]), "no reference images"),
     (lambda t, x: t.translate(x, "zebra"), "unknown domain"),
-    (lambda t, x: t.translate(7, "a"), "images must be paths or uint8"),
+    (lambda t, x: t.translate(7, "a"), "images must be paths, uint8 \\[H, W, 3\\] arrays or PIL images"),
     (lambda t, x: t.translate_folder([x], "/tmp/never", "a"), "inputs must be files, folders or glob patterns"),
     (lambda t, x: t.translate_folder([], "/tmp/never", "a"), "no inputs given"),
     (lambda t, x: t.translate_folder(["a.png"], "/tmp/never", "a", layout="grid"), "unknown layout 'grid'"),

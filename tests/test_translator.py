@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import smoothgan
 from smoothgan import styles
@@ -107,6 +108,25 @@ def test_bad_requests(translator, tiny_bundle) -> None:
     with pytest.raises(BackendError, match="fp16 on the torch backend needs --device cuda"):
         smoothgan.load(tiny_bundle.path, precision="fp16")
 
+
+
+def test_pil_images_are_inputs_like_the_arrays_they_hold(translator) -> None:
+    arrays = sources(2)
+    pil = [Image.fromarray(a) for a in arrays]
+    want = translator.translate(arrays, "b", num=2, seed=4).images
+    assert np.array_equal(translator.translate(pil, "b", num=2, seed=4).images, want)
+    assert np.array_equal(translator.translate(pil[0], "b", num=2, seed=4).images, want[:1])
+    assert np.array_equal(translator.translate([pil[0], arrays[1]], "b", num=2, seed=4).images, want)
+    ref = translator.translate(arrays[0], "b", ref=arrays[1]).images
+    assert np.array_equal(translator.translate(pil[0], "b", ref=pil[1]).images, ref)
+    streamed = [item.result.images[0] for item in translator.iter_translate(pil, "b", num=2, seed=4)]
+    assert np.abs(np.stack(streamed).astype(int) - want.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("bad", [5, object(), b"\x89PNG", {"image": 1}, None])
+def test_inputs_that_are_not_images_are_one_line_errors(translator, bad) -> None:
+    with pytest.raises(InputError, match="images must be paths, uint8 \\[H, W, 3\\] arrays or PIL images"):
+        translator.translate(bad, "b")
 
 def test_bf16_on_cpu_stays_close_to_fp32(tiny_bundle, translator) -> None:
     x = translator.prepare(sources(1))

@@ -214,11 +214,13 @@ def iter_results(translator: "Translator", inputs: Any, domain: str | int, *,
     """Translate ``inputs`` and :func:`stream` one :class:`ItemResult` per input as its batch finishes.
 
     ``inputs``: files, folders and globs (a list or one of them: resolved and every file checked first, see
-    :func:`resolve_inputs`), or images to stream: a ``[N, H, W, 3]`` uint8 array, a list with arrays, or any
-    iterator/generator of arrays or paths (consumed lazily, at most ``prefetch`` ahead: nothing is checked up
-    front, a bad item fails when it is reached, or is yielded as an error with ``keep_going``).
+    :func:`resolve_inputs`), or images to stream: a ``[N, H, W, 3]`` uint8 array, a list with arrays or PIL
+    images, or any iterator/generator of arrays, PIL images or paths (consumed lazily, at most ``prefetch``
+    ahead: nothing is checked up front, a bad item fails when it is reached, or is yielded as an error with
+    ``keep_going``).
     """
     import numpy as np
+    from PIL import Image
 
     options = make_options(translator, domain, steps=steps, num=num, seed=seed, ref=ref,
                            source_domain=source_domain, mode=mode, align=align, paste_back=paste_back,
@@ -228,9 +230,9 @@ def iter_results(translator: "Translator", inputs: Any, domain: str | int, *,
             inputs = [inputs]
         elif inputs.ndim != 4:
             raise InputError(f"an image array must be [H, W, 3] or [N, H, W, 3], got shape {list(inputs.shape)}")
-    if isinstance(inputs, (str, os.PathLike)):
+    if isinstance(inputs, (str, os.PathLike, Image.Image)):
         inputs = [inputs]
-    if isinstance(inputs, (list, tuple)) and not any(isinstance(i, np.ndarray) for i in inputs):
+    if isinstance(inputs, (list, tuple)) and not any(isinstance(i, (np.ndarray, Image.Image)) for i in inputs):
         items: Iterable[InputFile] = (inputs if inputs and all(isinstance(i, InputFile) for i in inputs) else
                                       resolve_inputs(inputs, keep_going=keep_going, workers=workers))
     elif isinstance(inputs, Iterable):
