@@ -18,13 +18,20 @@ PRESET=${PRESET:-shapes32}
 ITERS=${ITERS:-24000}
 export OMP_NUM_THREADS=${THREADS:-2}
 
+# one training per name: the lock is inherited by the trainer (exec below) and dropped when it exits or is killed
+mkdir -p "$RUNS"
+exec 9>"$RUNS/.$name.lock"
+if ! flock -n 9; then
+  echo "error: $name is already training (lock $RUNS/.$name.lock)" >&2
+  exit 3
+fi
+
 case $variant in
   smoothed) flags=(--preset "$PRESET") ;;
   baseline) flags=(--preset "$PRESET" --baseline) ;;
   paper)
     # The paper's smoothing form (EXPERIMENTS.md): Eq. 3 style regularisation from step 0 (no delayed ramp) at
     # weight 2/style_dim, the magnitude of the code's term at full weight; Eq. 1 triplet on encoded real styles too.
-    mkdir -p "$RUNS"
     paper_options="$RUNS/$name.options.json"
     python3 - "$DATA" "$PRESET" "$paper_options" <<'PY'
 import dataclasses, sys

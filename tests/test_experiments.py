@@ -77,3 +77,60 @@ def test_checkpoint_table_has_a_row_per_checkpoint_and_dashes_for_missing_metric
     assert len(lines) == 4 and lines[0].startswith("| model | step | domain acc. | FID (judge) |")
     assert lines[2].startswith("| smoothed-s0 | 2000 | 0.500 | 12.2 | - |")
     assert lines[3].startswith("| smoothed-s0 | 4000 | 0.960 | - |")
+
+
+def test_queue_trains_unfinished_models_in_order_two_at_a_time(tmp_path: Path) -> None:
+    """experiments/converged_queue.sh with a stub trainer: finished models skipped, plan order, <= JOBS at once,
+    a model another process is training (its lock held) is neither started nor doubled."""
+    import fcntl
+    import os
+    import subprocess
+    import threading
+
+    runs, log = tmp_path / "runs", tmp_path / "events.log"
+    (runs / "00000-baseline-s0" / "checkpoints" / "step-000010").mkdir(parents=True)  # finished (ITERS=10)
+    (runs / "00001-smoothed-s0" / "checkpoints" / "step-000004").mkdir(parents=True)  # stopped half way
+    stub = tmp_path / "train.sh"
+    stub.write_text('#!/usr/bin/env bash\necho "$(date +%s.%N) start $1 $2 $3" >> "$LOG"\nsleep 0.3\n'
+                    'echo "$(date +%s.%N) end $1" >> "$LOG"\n')
+    stub.chmod(0o755)
+    lock = open(runs / ".smoothed-s1.lock", "w")  # what a training started by hand holds
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    release = threading.Timer(1.0, lambda: (fcntl.flock(lock, fcntl.LOCK_UN), lock.close()))
+    release.start()
+    script = Path(__file__).resolve().parents[1] / "experiments" / "converged_queue.sh"
+    env = {**os.environ, "RUNS": str(runs), "ITERS": "10", "JOBS": "2", "TRAIN": str(stub), "LOG": str(log)}
+    try:
+        done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        release.join()
+    assert done.returncode == 0, done.stderr
+    assert "smoothed-s1 is training in another process" in done.stdout and "queue done" in done.stdout
+    order = [line.split()[-1] for line in done.stdout.splitlines() if line.split()[1:2] == ["start"]]
+    assert order == ["smoothed-s0", "baseline-s1", "baseline-s2", "smoothed-s2", "paper-s0", "paper-s1", "paper-s2"]
+    events = [line.split() for line in log.read_text().splitlines()]
+    assert sorted(e[2:] for e in events if e[1] == "start") == sorted(
+        [["smoothed-s0", "0", "smoothed"], ["baseline-s1", "1", "baseline"], ["baseline-s2", "2", "baseline"],
+         ["smoothed-s2", "2", "smoothed"], ["paper-s0", "0", "paper"], ["paper-s1", "1", "paper"],
+         ["paper-s2", "2", "paper"]])
+    active = peak = 0
+    for _, kind, *_ in sorted(events, key=lambda e: float(e[0])):
+        active += 1 if kind == "start" else -1
+        peak = max(peak, active)
+    assert peak <= 2
+
+
+def test_a_model_already_training_is_not_started_twice(tmp_path: Path) -> None:
+    import fcntl
+    import os
+    import subprocess
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    script = Path(__file__).resolve().parents[1] / "experiments" / "converged.sh"
+    with open(runs / ".baseline-s1.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = subprocess.run(["bash", str(script), "baseline-s1", "1", "baseline"], capture_output=True, text=True,
+                              env={**os.environ, "RUNS": str(runs), "DATA": str(tmp_path / "none")}, timeout=60)
+    assert done.returncode == 3 and "baseline-s1 is already training" in done.stderr
+    assert sorted(p.name for p in runs.iterdir()) == [".baseline-s1.lock"]  # no run directory started
