@@ -15,7 +15,8 @@ are the mean of the ``stats.jsonl`` ticks since the previous checkpoint. Each ch
 (``--cache``), so the script can be rerun as runs progress and only evaluates what is new.
 
 Outputs (``--out``, committed): ``converged.json`` (every number), ``table.md`` (final checkpoints: mean and
-95% Student-t interval over seeds per variant; a model counts as converged at >= 90% domain accuracy),
+95% Student-t interval over seeds per variant; a model counts as converged at >= 90% domain accuracy; then the
+differences between variants paired by seed, with their intervals),
 ``checkpoints.md`` (headline metrics of every checkpoint) and ``curves.png`` (metrics against the training step,
 one line per run).
 """
@@ -204,6 +205,32 @@ def table(models: dict[str, dict[str, Any]], records: dict[str, list[dict[str, A
     return "\n".join(lines) + "\n"
 
 
+PAIRS = (("smoothed", "baseline"), ("paper", "baseline"), ("paper", "smoothed"))
+
+
+def paired_table(models: dict[str, dict[str, Any]], records: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown: per metric, the difference between two variants of the same seed (finished models only), mean and
+    95% Student-t interval over the seeds both have: seed-to-seed variation shared by a pair cancels out."""
+    by_seed: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for variant, rows in final_rows(models, records).items():
+        for row in rows:
+            by_seed[variant][models[row["name"]]["seed"]] = row
+    pairs = [(a, b, sorted(set(by_seed[a]) & set(by_seed[b]))) for a, b in PAIRS]
+    pairs = [(a, b, seeds) for a, b, seeds in pairs if seeds]
+    if not pairs:
+        return "(no seed has two finished variants yet)\n"
+    lines = ["| metric | " + " | ".join(f"{a} - {b}" for a, b, _ in pairs) + " |", "|---|" + "---|" * len(pairs)]
+    for label, key, digits in TABLE_ROWS:
+        cells = []
+        for a, b, seeds in pairs:
+            values = [by_seed[a][seed][key] - by_seed[b][seed][key] for seed in seeds
+                      if all(by_seed[v][seed].get(key) is not None and math.isfinite(by_seed[v][seed][key])
+                             for v in (a, b))]
+            cells.append(interval(values, digits))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 CHECKPOINT_COLUMNS = (("domain acc.", "domain_accuracy", 3), ("FID (judge)", "fid_judge_latent", 1),
                       ("PS inter official", f"ps_inter_{STEPS}_official", 3),
                       ("PS inter paper", f"ps_inter_{STEPS}_paper", 3),
@@ -276,7 +303,8 @@ def main() -> None:
                "models": {name: {k: models[name][k] for k in ("variant", "seed", "total_iters")}
                           | {"checkpoints": rows} for name, rows in records.items()}}
     (opts.out / "converged.json").write_text(json.dumps(summary, indent=1))
-    (opts.out / "table.md").write_text(table(models, records))
+    (opts.out / "table.md").write_text(table(models, records) + "\nPaired by seed (difference of the two variants "
+                                       "trained with the same seed):\n\n" + paired_table(models, records))
     (opts.out / "checkpoints.md").write_text(checkpoint_table(records))
     curves(models, records, opts.out / "curves.png")
     print((opts.out / "table.md").read_text())

@@ -70,6 +70,22 @@ def test_table_counts_only_finished_models(report) -> None:
     assert report.table(models, {"smoothed-s1": records["smoothed-s1"]}).startswith("(no model has finished")
 
 
+
+def test_paired_table_differences_by_seed_with_student_t_intervals(report) -> None:
+    models = {f"{v}-s{k}": {"variant": v, "seed": k, "total_iters": 10} for v in ("baseline", "smoothed")
+              for k in range(3)}
+    accuracy = {"baseline": [0.90, 0.80, 0.95], "smoothed": [0.95, 0.90, 0.95]}
+    records = {name: [{"step": 10 if name != "smoothed-s2" else 8,  # smoothed-s2 still training: seed 2 unpaired
+                       "domain_accuracy": accuracy[m["variant"]][m["seed"]]}] for name, m in models.items()}
+    lines = report.paired_table(models, records).splitlines()
+    assert lines[0] == "| metric | smoothed - baseline |"
+    # differences 0.05 and 0.10: mean 0.075, half width t(0.975, 1) * sd / sqrt(2) = 12.706 * 0.035355 / 1.4142
+    half = 12.7062047 * (0.05 / 2**0.5) / 2**0.5
+    row = next(line for line in lines if line.startswith("| translation domain accuracy"))
+    assert row == f"| translation domain accuracy (judge) | 0.075 [{0.075 - half:.3f}, {0.075 + half:.3f}] (n=2) |"
+    assert next(line for line in lines if line.startswith("| PS inter, official")) == "| PS inter, official | - |"
+    assert report.paired_table(models, {"baseline-s0": records["baseline-s0"]}).startswith("(no seed has two")
+
 def test_checkpoint_table_has_a_row_per_checkpoint_and_dashes_for_missing_metrics(report) -> None:
     records = {"smoothed-s0": [{"step": 2000, "domain_accuracy": 0.5, "fid_judge_latent": 12.25},
                                {"step": 4000, "domain_accuracy": 0.96}]}
