@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 ImageList = np.ndarray | Sequence[np.ndarray]
+ImageInput = PathLike | np.ndarray | Image.Image
 
 MAX_PIXELS = 64_000_000
 """Decompression-bomb limit: images with more pixels (width x height) are refused before decoding."""
@@ -185,6 +186,34 @@ def from_pil(im: Image.Image) -> np.ndarray:
         return _to_rgb(ImageOps.exif_transpose(im))
     except _DECODE_ERRORS as exc:  # a lazily loaded image whose file is truncated
         raise InputError(f"cannot read PIL image: {read_failure(exc)}") from exc
+
+
+def as_rgb(item: ImageInput, what: str = "image") -> np.ndarray:
+    """One input image as ``uint8 [H, W, 3]`` RGB: the input policy of every API (translator, jobs, faces).
+
+    A path is decoded (:func:`load`), a PIL image converted exactly as its file would be (:func:`from_pil`), a
+    uint8 array taken as RGB: ``[H, W, 3]`` as is, ``[H, W]``/``[H, W, 1]`` grey replicated, ``[H, W, 4]`` RGBA
+    composited over white like a file's alpha. Float arrays are refused rather than guessed at ([0, 1] or
+    [0, 255]?); anything else is a one-line :class:`InputError`.
+    """
+    if isinstance(item, (str, os.PathLike)):
+        return load(item)
+    if isinstance(item, Image.Image):
+        return from_pil(item)
+    if not isinstance(item, np.ndarray):
+        raise InputError(f"{what} must be a path, a uint8 array or a PIL image, got {type(item).__name__}")
+    channels = item.shape[2] if item.ndim == 3 else 1 if item.ndim == 2 else 0
+    if item.dtype != np.uint8 or channels not in (1, 3, 4):
+        hint = "; for floats in [0, 1] pass (x * 255).round().astype(np.uint8)" if item.dtype.kind == "f" else ""
+        raise InputError(f"{what} arrays must be uint8 [H, W, 3] RGB ([H, W] grey and [H, W, 4] RGBA are "
+                         f"converted), got {item.dtype} {list(item.shape)}{hint}")
+    if item.shape[0] == 0 or item.shape[1] == 0:
+        raise InputError(f"{what} array is empty ({item.shape[1]}x{item.shape[0]})")
+    if channels == 3:
+        return item
+    if channels == 1:
+        return np.ascontiguousarray(np.repeat(item.reshape(item.shape[0], item.shape[1], 1), 3, axis=2))
+    return _to_rgb(Image.fromarray(np.ascontiguousarray(item), "RGBA"))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -424,6 +453,9 @@ def list_images(folder: PathLike, recursive: bool = True) -> list[Path]:
 
 __all__ = [
     "MAX_PIXELS",
+    "as_rgb",
+    "from_pil",
+    "read_failure",
     "IMAGE_EXTENSIONS",
     "FIT_MODES",
     "load",

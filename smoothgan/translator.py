@@ -55,19 +55,6 @@ def _as_list(items: Images) -> list[ImageLike]:
     return list(items)
 
 
-def check_array(item: np.ndarray) -> np.ndarray:
-    """A uint8 [H, W, 3] RGB array, or a one-line :class:`InputError` saying how to convert it.
-
-    Float arrays are refused rather than guessed at ([0, 1] or [0, 255]?), the rule :mod:`smoothgan.images` applies.
-    """
-    if item.dtype != np.uint8 or item.ndim != 3 or item.shape[-1] != 3:
-        hint = "; for floats in [0, 1] pass (x * 255).round().astype(np.uint8)" if item.dtype.kind == "f" else ""
-        raise InputError(f"image arrays must be uint8 [H, W, 3] RGB, got {item.dtype} {list(item.shape)}{hint}")
-    if item.shape[0] == 0 or item.shape[1] == 0:
-        raise InputError(f"image array is empty ({item.shape[1]}x{item.shape[0]})")
-    return item
-
-
 def check_count(name: str, value: object, low: int, high: int, hint: str = "") -> int:
     """An integer option within [low, high], or a one-line :class:`InputError` that states the range."""
     if not styles.is_int(value) or not low <= int(value) <= high:  # type: ignore[arg-type]
@@ -114,14 +101,8 @@ class Translator:
 
     # ---- inputs -------------------------------------------------------------------------------------------
     def load_image(self, item: ImageLike) -> np.ndarray:
-        """One path, array or PIL image -> a checked uint8 [H, W, 3] array."""
-        if isinstance(item, (str, os.PathLike)):
-            return images.load(item)
-        if isinstance(item, np.ndarray):
-            return check_array(item)
-        if isinstance(item, Image.Image):
-            return images.from_pil(item)
-        raise InputError(f"images must be {IMAGE_KINDS}, got {type(item).__name__}")
+        """One path, array or PIL image -> a checked uint8 [H, W, 3] array (:func:`smoothgan.images.as_rgb`)."""
+        return images.as_rgb(item)
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """uint8 [H, W, 3] -> model input float32 [1, 3, S, S] with the bundle's fit (crop/stretch)."""

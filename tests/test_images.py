@@ -76,6 +76,27 @@ def test_a_pil_image_converts_exactly_as_its_file(tmp_path: Path, mode: str) -> 
         assert from_memory.shape == (5, 6, 3)
 
 
+
+@pytest.mark.parametrize("shape", [(6, 5), (6, 5, 1), (6, 5, 4)])
+def test_grey_and_rgba_arrays_convert_as_their_files(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    array = np.random.default_rng(2).integers(0, 256, shape, dtype=np.uint8)
+    path = tmp_path / "x.png"
+    Image.fromarray(array.reshape(6, 5) if len(shape) == 3 and shape[2] == 1 else array).save(path)
+    assert np.array_equal(images.as_rgb(array), images.load(path))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((4, 4, 3), np.float32), r"for floats in \[0, 1\] pass"),
+    (np.zeros((4, 4, 2), np.uint8), r"got uint8 \[4, 4, 2\]"),
+    (np.zeros((2, 4, 4, 3), np.uint8), r"got uint8 \[2, 4, 4, 3\]"),
+    (np.zeros((0, 4, 3), np.uint8), r"empty \(4x0\)"),
+    (b"png", "must be a path, a uint8 array or a PIL image, got bytes"),
+])
+def test_what_is_not_an_image_is_refused_in_one_line(bad: object, message: str) -> None:
+    with pytest.raises(InputError, match=message) as info:
+        images.as_rgb(bad)  # type: ignore[arg-type]
+    assert "\n" not in str(info.value)
+
 def test_an_empty_pil_image_is_an_input_error() -> None:
     with pytest.raises(InputError, match=r"PIL image is empty \(0x4\)"):
         images.from_pil(Image.new("RGB", (0, 4)))

@@ -7,21 +7,19 @@ translated crop back; :func:`paste_all` puts many back at once (one output photo
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Union
 
 import numpy as np
 
 from smoothgan.errors import InputError
 from smoothgan.faces import mediapipe
 from smoothgan.faces.crop import FEATHER, Pyramid, celebahq_quad, paste_quads, quad_side, warp_quad
+from smoothgan.images import ImageInput, as_rgb
 
 logger = logging.getLogger(__name__)
 
-PhotoLike = Union[np.ndarray, str, os.PathLike]
+PhotoLike = ImageInput
 MIN_SIDE = 16  # photos smaller than this (either side) cannot hold a detectable face
 
 
@@ -65,29 +63,9 @@ class Face:
 
 
 def as_photo(photo: PhotoLike) -> np.ndarray:
-    """A uint8 ``[H, W, 3]`` RGB array from a path (decoded with :func:`smoothgan.images.load`: EXIF orientation
-    applied), a PIL image, or an array (grayscale ``[H, W]``/``[H, W, 1]`` and RGBA are converted)."""
-    if isinstance(photo, (str, os.PathLike, Path)):
-        from smoothgan.images import load
-
-        return load(photo)
-    if hasattr(photo, "convert") and hasattr(photo, "size") and not isinstance(photo, np.ndarray):  # PIL image
-        photo = np.asarray(photo.convert("RGB"))
-    if not isinstance(photo, np.ndarray):
-        raise InputError(f"photo must be an image path or a uint8 array, got {type(photo).__name__}")
-    if photo.dtype != np.uint8:
-        raise InputError(f"photo must be uint8, got {photo.dtype}")
-    if photo.ndim == 2:
-        photo = photo[:, :, None]
-    if photo.ndim != 3 or photo.shape[2] not in (1, 3, 4):
-        raise InputError(f"photo must be [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], got {list(photo.shape)}")
-    if photo.shape[2] == 1:
-        photo = np.repeat(photo, 3, axis=2)
-    elif photo.shape[2] == 4:
-        photo = photo[:, :, :3]
-    if photo.shape[0] == 0 or photo.shape[1] == 0:
-        raise InputError(f"photo is empty ({photo.shape[1]}x{photo.shape[0]})")
-    return np.ascontiguousarray(photo)
+    """A uint8 ``[H, W, 3]`` RGB array from a path, a PIL image or an array, with the input policy of every API
+    (:func:`smoothgan.images.as_rgb`: EXIF orientation, grey replicated, transparency over white)."""
+    return as_rgb(photo, "photo")
 
 
 def _rotations(photo: np.ndarray) -> Iterable[tuple[int, np.ndarray]]:
