@@ -338,6 +338,77 @@ def test_api_input_checks(shape_bundle, shape_data: Path, tmp_path: Path, lpips_
         evaluate(translator, no_train, ["ps"], lpips=squared_pixel_distance)
 
 
+
+def constant_judge(domains: tuple[str, ...], answer: int, val_accuracy: float = 1.0) -> "dc.DomainClassifier":
+    """A judge that names domain ``answer`` for every image (zero head weights, one large bias): its accuracy on
+    any translation is known by hand."""
+    from smoothgan.metrics import domain_classifier as dc
+
+    config = dc.ClassifierConfig(16, domains, (4,))
+    net = dc.DomainClassifierNet(config)
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.bias.copy_(torch.tensor([10.0 if k == answer else 0.0 for k in range(len(domains))]))
+    return dc.DomainClassifier(config, net, val_accuracy, 50)
+
+
+def test_domain_accuracy_is_the_share_of_outputs_judged_as_the_target(shape_bundle, shape_data: Path) -> None:
+    translator = load(shape_bundle.path)
+    report = evaluate(translator, shape_data, ["accuracy"], num_outs=2, judge=constant_judge(SHAPES, answer=0))
+    outputs = NUM_VAL * 2  # per task: sources x num_outs
+    for mode in ("latent", "reference"):
+        key = f"domain_accuracy_{mode}"
+        # the judge always says "square": every square2triangle output misses, every triangle2square one hits
+        assert report.metrics[key].mean == 0.5 and report.metrics[key].count == 2 * outputs
+        assert report.metrics[key].over == "outputs"
+        assert {t: v.mean for t, v in report.tasks[key].items()} == {"square2triangle": 0.0, "triangle2square": 1.0}
+    assert report.networks["judge"]["domains"] == list(SHAPES) and "accuracy" in report.protocol["metrics"]
+    assert set(report.metrics) == {"domain_accuracy_latent", "domain_accuracy_reference"}
+
+
+def test_the_judge_must_be_licensed_and_know_the_domains(shape_bundle, shape_data: Path, tmp_path: Path) -> None:
+    translator = load(shape_bundle.path)
+    with pytest.raises(InputError, match="the accuracy metric needs a judge"):
+        evaluate(translator, shape_data, ["accuracy"])
+    with pytest.raises(DataError, match="0.950 .* is below 0.98"):
+        evaluate(translator, shape_data, ["accuracy"], judge=constant_judge(SHAPES, 0, val_accuracy=0.95))
+    with pytest.raises(InputError, match="the judge knows domains circle, square, not triangle of the data"):
+        evaluate(translator, shape_data, ["accuracy"], judge=constant_judge(("circle", "square"), 0))
+    saved = constant_judge(SHAPES, 1).save(tmp_path / "judge")
+    result = invoke("eval", "--model", shape_bundle.path, "--data", shape_data, "--judge", saved, "--metrics",
+                    "accuracy", "--num-outs", "2", "--no-progress", "--out", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]
+    assert metrics["domain_accuracy_latent"]["mean"] == 0.5 and metrics["domain_accuracy_reference"]["mean"] == 0.5
+    missing = invoke("eval", "--model", shape_bundle.path, "--data", shape_data, "--metrics", "accuracy",
+                     "--out", tmp_path / "r2.json")
+    one_line_error(missing, "the accuracy metric needs a judge")
+    assert not (tmp_path / "r2.json").exists()
+
+
+def test_data_judge_trains_reports_each_epoch_and_exits_by_the_threshold(tmp_path: Path) -> None:
+    from smoothgan.metrics import domain_classifier as dc
+
+    data = synth.generate(tmp_path / "synth", num_per_domain=12, img_size=16, seed=3, domains=SHAPES,
+                          val_fraction=0.25)
+    result = invoke("data", "judge", data, "--out", tmp_path / "judge", "--img-size", "16", "--epochs", "2")
+    judge = dc.load_domain_classifier(tmp_path / "judge")  # written either way, for inspection
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert [line.split(":")[0] for line in lines[:2]] == ["epoch 1/2", "epoch 2/2"]
+    assert judge.val_count == 6 and judge.config.domains == SHAPES
+    if judge.val_accuracy >= dc.MIN_VAL_ACCURACY:
+        assert result.exit_code == 0 and "use it with: smoothgan eval --judge" in lines[-1]
+    else:
+        assert result.exit_code == 2 and lines[-1].startswith("error:") and "below 0.98" in lines[-1]
+    again = invoke("data", "judge", data, "--out", tmp_path / "judge", "--img-size", "16", "--epochs", "1")
+    one_line_error(again, "holds a judge already; pass --overwrite")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "keep.jpg").write_bytes(b"x")
+    other = invoke("data", "judge", data, "--out", tmp_path / "photos", "--overwrite")
+    one_line_error(other, "is not a judge folder")
+    assert (tmp_path / "photos" / "keep.jpg").exists()
+    one_line_error(invoke("data", "judge", tmp_path / "photos", "--out", tmp_path / "j2"), "train not found")
+
 def test_package_reexports_stay_torch_free() -> None:
     import subprocess
     import sys

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from smoothgan.metrics.report import MetricValue, Report
     from smoothgan.translator import Translator
 
-ALL_METRICS = "ps,lpips,fid,content"
+DEFAULT_METRICS = "ps,lpips,fid,content"
 PSStartChoice = choice_enum("PSStartChoice", PS_STARTS)
 
 
@@ -92,7 +92,9 @@ def eval_command(
     data: Annotated[Path, typer.Option("--data", help="Data root: DATA/SPLIT/DOMAIN/ images (+ DATA/train/DOMAIN/ "
                                                       "for FID), domains named as in the model.")],
     model: ModelOption = None,
-    metrics: Annotated[str, typer.Option("--metrics", help="Comma-separated: ps,lpips,fid,content.")] = ALL_METRICS,
+    metrics: Annotated[Optional[str], typer.Option(
+        "--metrics", help="Comma-separated: ps,lpips,fid,content,accuracy (default: all but accuracy, plus "
+                          "accuracy with --judge).")] = None,
     steps: Annotated[int, typer.Option("--steps", min=2, help="Frames per PS interpolation, both ends.")] = 20,
     num_pairs: Annotated[Optional[int], typer.Option("--num-pairs", min=1,
                                                      help="First N sources per domain (default all).")] = None,
@@ -114,6 +116,8 @@ def eval_command(
     = False,
     inception_weights: Annotated[Optional[Path], typer.Option(
         "--inception-weights", help="torchvision inception_v3 state dict for FID.")] = None,
+    judge: Annotated[Optional[Path], typer.Option(
+        "--judge", help="Domain classifier folder (smoothgan data judge) for the accuracy metric.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="JSON report path.")] = Path("smoothgan-eval.json"),
     per_task: Annotated[bool, typer.Option("--per-task/--no-per-task", help="Also print the per-task table.")]
     = True,
@@ -136,29 +140,35 @@ def eval_command(
     5. `smoothgan eval --model afhq --data data/afhq --metrics ps --ps-start latent` (the paper's inter-domain
        protocol: both ends random latent styles)
 
+    6. `smoothgan eval --model my_run --data shapes --metrics accuracy --judge shapes-judge` (translation
+       domain accuracy; the judge comes from `smoothgan data judge`)
+
     Prints a table (mean, 95 % interval, count) and writes the JSON report (metrics, per-task values, protocol,
     model sha256, backend, networks, timing) to --out. The protocol is in docs/EVALUATION.md.
     """
     from smoothgan.errors import InputError
     from smoothgan.metrics.evaluate import parse_metrics
 
-    selected = parse_metrics(metrics)
+    selected = parse_metrics(metrics if metrics is not None else
+                             DEFAULT_METRICS + (",accuracy" if judge is not None else ""))
     if lpips_weights is not None and lpips_random_backbone:
         raise InputError("pass either --lpips-weights or --lpips-random-backbone, not both")
     with open_translator(model, backend, device, precision, batch_size) as translator:
         _evaluate(translator, data, selected, split, num_pairs, num_outs, steps, seed, lpips_weights,
-                  lpips_random_backbone, inception_weights, device.value, out, per_task, progress, ps_start.value)
+                  lpips_random_backbone, inception_weights, device.value, out, per_task, progress, ps_start.value,
+                  judge)
 
 
 def _evaluate(translator: "Translator", data: Path, selected: list[str], split: str, num_pairs: int, num_outs: int,
               steps: int, seed: int, lpips_weights: Optional[Path], lpips_random_backbone: bool,
               inception_weights: Optional[Path], device: str, out: Path, per_task: bool, progress: bool,
-              ps_start: str = "source") -> None:
+              ps_start: str = "source", judge: Optional[Path] = None) -> None:
     """Run the metrics on an open translator, write the report and print the tables."""
-    from smoothgan.metrics.evaluate import NEEDS_LPIPS, build_lpips, evaluate, scan_eval_data
+    from smoothgan.metrics.evaluate import NEEDS_LPIPS, build_lpips, evaluate, load_judge, scan_eval_data
     from smoothgan.metrics.lpips import ALEXNET_FILE, ALEXNET_URL, pretrained_weights
 
-    scan_eval_data(data, translator.domains, split, num_pairs, need_train="fid" in selected)  # fail fast
+    eval_data = scan_eval_data(data, translator.domains, split, num_pairs, need_train="fid" in selected)  # fail fast
+    classifier = load_judge(judge, eval_data.domains) if "accuracy" in selected else None
     announce(translator)
 
     distance = None
@@ -174,7 +184,7 @@ def _evaluate(translator: "Translator", data: Path, selected: list[str], split: 
     with stage_progress(progress) as update:
         report = evaluate(translator, data, selected, steps=steps, num_pairs=num_pairs, num_outs=num_outs,
                           seed=seed, lpips=distance, fid_extractor=inception_weights, split=split,
-                          progress=update, metric_device=device, ps_start=ps_start)
+                          progress=update, metric_device=device, ps_start=ps_start, judge=classifier)
     report.save(out)
     console.print(metrics_table(report))
     if per_task and report.tasks:

@@ -1,4 +1,5 @@
-"""``smoothgan train`` (the training loop) and ``smoothgan data synth`` (the procedural data set)."""
+"""``smoothgan train`` (the training loop), ``smoothgan data synth`` (the procedural data set) and ``smoothgan data
+judge`` (the domain classifier that judges translations)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from smoothgan.cli.app import Device, app, choice_enum, command, console, split_list
+from smoothgan.cli.app import Device, app, choice_enum, command, console, fail, split_list
 from smoothgan.trainer.options import PRECISIONS, REFERENCE_MODES, STYLE_REGS, TRAIN_PRESETS, TRIPLETS
 
 
-data_app = typer.Typer(help="Data set tools: make the synthetic training set.", no_args_is_help=True,
+data_app = typer.Typer(help="Data set tools: make the synthetic training set, train the judge of translations.",
+                       no_args_is_help=True,
                        pretty_exceptions_enable=False, rich_markup_mode="markdown")
 app.add_typer(data_app, name="data")
 
@@ -166,3 +168,60 @@ def synth_command(
     meta = read_json(root / "synth.json", InputError)
     console.print(f"wrote {root}: {len(names)} domains ({', '.join(names)}) x {meta['counts']['train']} train + "
                   f"{meta['counts']['val']} val images of {img_size}px")
+
+
+@command("judge", typer_app=data_app)
+def judge_command(
+    data: Annotated[Path, typer.Argument(help="Data root: DATA/train/<domain>/ and DATA/val/<domain>/ images.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (classifier.safetensors + .json).")]
+    = Path("smoothgan-judge"),
+    img_size: Annotated[int, typer.Option("--img-size", min=8, help="Side the classifier sees (images are "
+                                                                     "resized).")] = 64,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over DATA/train; the best epoch on "
+                                                                 "DATA/val is kept.")] = 12,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Initialisation and batch order.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier judge in --out.")] = False,
+) -> None:
+    """Train the judge of translations: a small CNN domain classifier for `smoothgan eval --judge`.
+
+    Translation domain accuracy (the share of translations the judge assigns to their target domain) is only
+    evidence when the judge is right on real held-out images: it must reach 98% on DATA/val, else this command
+    exits with an error (the folder is still written, for inspection) and `eval` refuses it.
+
+    Examples:
+
+    1. `smoothgan data judge shapes --out shapes-judge` then `smoothgan eval --model my_run --data shapes
+       --judge shapes-judge --metrics accuracy`
+
+    2. `smoothgan data judge data/afhq --img-size 128 --epochs 30 --out afhq-judge`
+    """
+    from smoothgan.errors import DataError, InputError
+    from smoothgan.fileio import target_entries
+    from smoothgan.metrics.domain_classifier import META, MIN_VAL_ACCURACY, WEIGHTS, train_domain_classifier
+
+    train = data / "train"
+    if not train.is_dir():
+        raise DataError(f"{train} not found: the judge trains on DATA/train/<domain>/ and is measured on "
+                        "DATA/val/<domain>/")
+    domains = sorted(p.name for p in train.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(domains) < 2:
+        raise DataError(f"{train} holds {len(domains)} domain folder(s); a judge needs at least 2")
+    entries = target_entries(out)
+    if entries and not set(entries) <= {WEIGHTS, META}:
+        raise InputError(f"{out} is not a judge folder ({len(entries)} other entries); refusing to replace it "
+                         "(choose another --out)")
+    if entries and not overwrite:
+        raise InputError(f"{out} holds a judge already; pass --overwrite to replace it")
+
+    def report(entry: dict[str, float]) -> None:
+        console.print(f"epoch {int(entry['epoch'])}/{epochs}: train loss {entry['train_loss']:.4f}, "
+                      f"val accuracy {entry['val_accuracy']:.4f}", highlight=False)
+
+    judge = train_domain_classifier(data, domains, img_size, epochs=epochs, seed=seed, progress=report)
+    judge.save(out, overwrite=True)
+    summary = (f"validation accuracy {judge.val_accuracy:.4f} (n={judge.val_count}) on {', '.join(domains)}; "
+               f"wrote {out}")
+    if not judge.val_accuracy >= MIN_VAL_ACCURACY:
+        fail(f"{summary}, but below {MIN_VAL_ACCURACY:.2f}: it cannot judge translations (train longer with "
+             "--epochs, or on more data)", DataError.exit_code)
+    console.print(f"{summary}; use it with: smoothgan eval --judge {out}", highlight=False)

@@ -20,7 +20,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,13 +166,14 @@ def load_split(root: str | os.PathLike[str], split: str, domains: Sequence[str],
 
 def train_domain_classifier(root: str | os.PathLike[str], domains: Sequence[str], img_size: int, *,
                             epochs: int = 8, batch_size: int = 64, lr: float = 2e-3, seed: int = 0,
-                            widths: tuple[int, ...] = (32, 64, 128), target: float | None = None
-                            ) -> DomainClassifier:
+                            widths: tuple[int, ...] = (32, 64, 128), target: float | None = None,
+                            progress: Callable[[dict[str, float]], None] | None = None) -> DomainClassifier:
     """Train on ``root/train``, measure on ``root/val`` after every epoch; keep the best epoch's weights.
 
     Stops early once validation accuracy reaches ``target`` (default: none, all ``epochs`` run). Augmentation is
     a random horizontal flip (the shapes' domains are mirror-symmetric). The result is returned even when below
-    :data:`MIN_VAL_ACCURACY`; using it to judge then fails (:meth:`DomainClassifier.check`).
+    :data:`MIN_VAL_ACCURACY`; using it to judge then fails (:meth:`DomainClassifier.check`). ``progress`` gets
+    each epoch's ``{"epoch", "train_loss", "val_accuracy"}``.
     """
     config = ClassifierConfig(img_size, tuple(domains), tuple(widths))
     torch.manual_seed(seed)
@@ -204,6 +205,8 @@ def train_domain_classifier(root: str | os.PathLike[str], domains: Sequence[str]
         classifier.history.append({"epoch": epoch + 1, "train_loss": total / len(x), "val_accuracy": accuracy})
         log.info("domain classifier epoch %d: train loss %.4f, val accuracy %.4f", epoch + 1, total / len(x),
                  accuracy)
+        if progress is not None:
+            progress(classifier.history[-1])
         if best is None or accuracy > best[0]:
             best = (accuracy, {k: v.clone() for k, v in net.state_dict().items()})
         if target is not None and accuracy >= target:

@@ -37,6 +37,9 @@ Protocol (the official repo never recorded how its PS frame sequences were made;
   :func:`~smoothgan.trainer.synth.estimate_content`, ``content_rotation_err`` in degrees (wrapped to the target
   shape's symmetry period; only for tasks whose source and target shapes both show a rotation, e.g.
   square2triangle) and ``content_not_found`` (fraction of outputs).
+- **Translation domain accuracy** ``domain_accuracy_latent`` / ``domain_accuracy_reference`` (with a ``judge``,
+  a :class:`~smoothgan.metrics.domain_classifier.DomainClassifier` at >= 98% on its own validation split): the
+  share of the diversity pass's uint8 outputs that the judge assigns to the target domain.
 
 Aggregation: means over sequences (PS), sources (diversity, content LPIPS) or outputs (position) pooled over
 tasks, with the sample std and a 95 % Student-t interval; every metric also per task ``{src}2{trg}``.
@@ -64,18 +67,21 @@ from smoothgan.metrics.report import MetricValue, Report
 if TYPE_CHECKING:
     import torch
 
+    from smoothgan.metrics.domain_classifier import DomainClassifier
     from smoothgan.metrics.lpips import PerceptualDistance
     from smoothgan.translator import Translator
 
 __all__ = [
-    "METRICS", "PS_STARTS", "EvalData", "PSStart", "Progress", "build_fid_extractor", "build_lpips", "evaluate",
-    "parse_metrics", "scan_eval_data",
+    "DEFAULT_METRICS", "METRICS", "PS_STARTS", "EvalData", "PSStart", "Progress", "build_fid_extractor",
+    "build_lpips", "evaluate", "load_judge", "parse_metrics", "scan_eval_data",
 ]
 
 log = logging.getLogger(__name__)
 
-METRICS: tuple[str, ...] = ("ps", "lpips", "fid", "content")
-"""Metric groups :func:`evaluate` knows, in report order."""
+METRICS: tuple[str, ...] = ("ps", "lpips", "fid", "content", "accuracy")
+"""Metric groups :func:`evaluate` knows, in report order (``accuracy`` needs a judge)."""
+DEFAULT_METRICS: tuple[str, ...] = ("ps", "lpips", "fid", "content")
+"""What :func:`evaluate` measures when not told: everything that needs no judge."""
 NEEDS_LPIPS = ("ps", "lpips", "content")
 
 STREAM_INTER, STREAM_INTRA, STREAM_LATENT, STREAM_REFERENCE = 0, 1, 2, 3
@@ -165,10 +171,10 @@ class _Runner:
 
     def __init__(self, translator: Translator, data: EvalData, distance: Optional[Distance],
                  extractor: Optional[Callable[..., Any]], device: str, seed: int, progress: Optional[Progress],
-                 ps_start: str = "source") -> None:
+                 ps_start: str = "source", judge: Optional[DomainClassifier] = None) -> None:
         import torch
 
-        self.t, self.data, self.seed, self.ps_start = translator, data, seed, ps_start
+        self.t, self.data, self.seed, self.ps_start, self.judge = translator, data, seed, ps_start, judge
         self.domains = data.domains
         self.index = {d: translator.bundle.domain_index(d) for d in data.domains}
         self.batch = translator.max_batch
@@ -330,6 +336,10 @@ class _Runner:
                     bucket[f"lpips_{mode}"].extend(self._distances(a, b).reshape(len(pairs), n).mean(0))
                 if "fid" in want:
                     fake[(src, trg)].append(self._features(_quantised(out)))
+                if "accuracy" in want and self.judge is not None:
+                    judged = self.judge.predict(images.from_model_output(out))
+                    target = list(self.judge.config.domains).index(trg)
+                    bucket[f"domain_accuracy_{mode}"].extend((judged == target).astype(np.float64))
                 if content:
                     d = self._distances(np.repeat(x, num_outs, axis=0), out).reshape(n, num_outs)
                     bucket["content_lpips_latent"].extend(d.mean(axis=1))
@@ -376,6 +386,23 @@ class _Runner:
                    per_task)
 
 
+def load_judge(judge: DomainClassifier | str | Path | None, domains: Sequence[str]) -> DomainClassifier:
+    """The judge of the ``accuracy`` metric: loaded if a folder, licensed (>= 98% validation accuracy), and
+    knowing every domain of the data."""
+    from smoothgan.metrics.domain_classifier import DomainClassifier, load_domain_classifier
+
+    if judge is None:
+        raise InputError("the accuracy metric needs a judge: a domain classifier folder made by `smoothgan data "
+                         "judge DATA --out DIR` (--judge DIR)")
+    classifier = judge if isinstance(judge, DomainClassifier) else load_domain_classifier(judge)
+    classifier.check()
+    missing = [d for d in domains if d not in classifier.config.domains]
+    if missing:
+        raise InputError(f"the judge knows domains {', '.join(classifier.config.domains)}, not "
+                         f"{', '.join(missing)} of the data")
+    return classifier
+
+
 def parse_metrics(metrics: str | Sequence[str]) -> tuple[str, ...]:
     """Metric groups from a list or "ps,lpips" text, in canonical order; InputError for unknown names."""
     names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
@@ -404,7 +431,7 @@ def _metric_device(translator: Translator, metric_device: Optional[str]) -> str:
 def evaluate(
     translator: Translator,
     data_root: str | Path,
-    metrics: str | Sequence[str] = METRICS,
+    metrics: str | Sequence[str] = DEFAULT_METRICS,
     *,
     steps: int = 20,
     num_pairs: Optional[int] = None,
@@ -416,6 +443,7 @@ def evaluate(
     progress: Optional[Progress] = None,
     metric_device: Optional[str] = None,
     ps_start: str = "source",
+    judge: DomainClassifier | str | Path | None = None,
 ) -> Report:
     """Evaluate a model on ``data_root`` with the protocol of the module docstring; returns a :class:`Report`.
 
@@ -426,6 +454,8 @@ def evaluate(
     Inception v3 weights, or None for the hub cache. ``metric_device``: where LPIPS/Inception run (default: the
     backend's device if torch can use it, else CPU). ``ps_start``: the inter-domain start style, a key of
     :data:`PS_STARTS` ("source": E(x, y_src), the default; "latent": M(z', y_src), the paper's protocol).
+    ``judge``: a domain classifier (or its folder, see ``smoothgan data judge``) for the ``accuracy`` metric;
+    refused below 98% validation accuracy or without every domain of the data.
     ``progress(stage, completed, total)`` is called as work finishes. Inputs are checked (data layout, weights)
     before any image is generated.
     """
@@ -442,6 +472,7 @@ def evaluate(
     if len(translator.domains) < 2:
         raise InputError("evaluation needs a model with at least two domains")
     data = scan_eval_data(data_root, translator.domains, split, num_pairs, need_train="fid" in selected)
+    judge = load_judge(judge, data.domains) if "accuracy" in selected else None
     if "fid" in selected:
         fewest = min(len(v) for v in data.sources.values()) * num_outs, min(len(v) for v in data.train.values())
         if min(fewest) < 2:
@@ -468,6 +499,10 @@ def evaluate(
         if not comparable:
             report.warnings.append("FID uses a custom feature extractor: numbers not comparable with published FID")
 
+    if judge is not None:
+        report.networks.update(judge={"domains": list(judge.config.domains), "img_size": judge.config.img_size,
+                                      "val_accuracy": judge.val_accuracy, "val_count": judge.val_count})
+
     bundle, backend = translator.bundle, translator.backend
     report.protocol = {
         "metrics": list(selected), "split": split, "steps": steps, "num_pairs": num_pairs, "num_outs": num_outs,
@@ -485,6 +520,7 @@ def evaluate(
         "references": f"drawn uniformly (seeded) from the target domain's {split} images",
         "fid": "uint8-quantised outputs per task vs every train image of the target domain; headline = task mean",
         "content": "LPIPS(source, latent output); synthetic sets: object centre-of-mass/size (by area) error in pixels",
+        "accuracy": "share of the diversity pass's uint8 outputs the judge assigns to the target domain",
     }
     report.model = {"path": str(bundle.path), "name": bundle.name, "sha256": bundle.weights_sha256,
                     "domains": list(bundle.domains), "img_size": bundle.config.img_size,
@@ -493,14 +529,14 @@ def evaluate(
                       "max_batch": translator.max_batch, "metric_device": device}
     report.data = data.summary()
 
-    runner = _Runner(translator, data, distance, extractor, device, seed, progress, ps_start)
+    runner = _Runner(translator, data, distance, extractor, device, seed, progress, ps_start, judge)
     stage_s: dict[str, float] = {}
     if "ps" in selected:
         for kind in ("inter", "intra"):
             t0 = time.perf_counter()
             runner.perceptual_smoothness(kind, steps, report)
             stage_s[f"ps_{kind}"] = round(time.perf_counter() - t0, 3)
-    want = {m for m in selected if m in ("lpips", "fid", "content")}
+    want = {m for m in selected if m in ("lpips", "fid", "content", "accuracy")}
     for mode in ("latent", "reference"):
         todo = want if mode == "latent" else want - {"content"}
         if todo:
@@ -522,7 +558,7 @@ def torch_from(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x))
 
 
-_ORDER = ("ps_inter", "ps_intra", "lpips_", "fid_", "content_lpips", "content_position", "content_size",
+_ORDER = ("ps_inter", "ps_intra", "lpips_", "fid_", "domain_accuracy", "content_lpips", "content_position", "content_size",
           "content_rotation", "content_not_found", "alignment_inter", "uniformity_inter", "alignment_intra",
           "uniformity_intra")
 
@@ -540,7 +576,8 @@ def _over(key: str) -> str:
     """What the values behind a metric key are."""
     if key.startswith(("ps_", "alignment_", "uniformity_")):
         return "sequences"
-    if key.startswith(("content_position", "content_size", "content_rotation", "content_not_found")):
+    if key.startswith(("content_position", "content_size", "content_rotation", "content_not_found",
+                       "domain_accuracy")):
         return "outputs"
     return "source images"
 
