@@ -10,7 +10,8 @@ bundle (``smoothgan import``'s code path), the judge (``smoothgan.metrics.domain
 validation accuracy) measures translation domain accuracy, and ``smoothgan.metrics.evaluate`` measures PS
 (official / metric / paper modes), LPIPS diversity, content preservation (LPIPS, position, size, rotation) and an
 FID computed on the judge's features (``fid_judge_*``: a realism trend, not Inception FID);
-the model's last checkpoint also gets the paper's inter-domain protocol (``ps_start="latent"``). Training losses
+the model's last checkpoint also gets the paper's inter-domain protocol (``ps_start="latent"``) and the
+judge's accuracy on ``smoothgan eval --judge``'s latent- and reference-guided outputs. Training losses
 are the mean of the ``stats.jsonl`` ticks since the previous checkpoint. Each checkpoint's numbers are cached
 (``--cache``), so the script can be rerun as runs progress and only evaluates what is new.
 
@@ -51,6 +52,8 @@ CACHE_VERSION = 2  # bump when the per-checkpoint protocol changes: cached numbe
 # (label, key, digits): the rows of the table, in order
 TABLE_ROWS = (
     ("translation domain accuracy (judge)", "domain_accuracy", 3),
+    ("translation domain accuracy, eval protocol, latent", "domain_accuracy_latent", 3),
+    ("translation domain accuracy, eval protocol, reference", "domain_accuracy_reference", 3),
     ("FID on the judge's features, latent (lower: closer to real images)", "fid_judge_latent", 2),
     ("FID on the judge's features, reference", "fid_judge_reference", 2),
     ("PS inter, official", f"ps_inter_{STEPS}_official", 3),
@@ -115,21 +118,41 @@ def judge_features(judge: Any) -> Any:
     return extract
 
 
+FINAL_ONLY = ("domain_accuracy_reference",)
+"""Keys measured on a model's last checkpoint only, added to its cached record when missing."""
+
+
+def _translator(checkpoint: Path, tmp: str) -> Any:
+    return load(export_bundle(checkpoint, Path(tmp) / "bundle").path, backend="torch")
+
+
+def paper_protocol_ps(translator: Any, data: Path, lpips: Any, num_pairs: int) -> dict[str, float]:
+    """PS with the paper's inter-domain protocol (random start styles): last checkpoints only."""
+    latent = evaluate(translator, data, ("ps",), steps=STEPS, num_pairs=num_pairs, seed=0, lpips=lpips,
+                      ps_start="latent")
+    return {key: value.mean for key, value in latent.metrics.items() if "_inter_latent_" in key}
+
+
+def judged_outputs(translator: Any, data: Path, judge: Any, num_pairs: int) -> dict[str, float]:
+    """The judge's accuracy on the diversity pass's latent- and reference-guided outputs (``smoothgan eval
+    --judge``'s protocol, 5 outputs per source and task): last checkpoints only."""
+    judged = evaluate(translator, data, ("accuracy",), num_pairs=num_pairs, num_outs=5, seed=0, judge=judge)
+    return {key: value.mean for key, value in judged.metrics.items()}
+
+
 def evaluate_checkpoint(checkpoint: Path, data: Path, judge: Any, lpips: Any, num_pairs: int,
                         final: bool) -> dict[str, Any]:
     """Domain accuracy plus the evaluate() metrics of one checkpoint's EMA networks (fp32, torch, CPU)."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = export_bundle(checkpoint, Path(tmp) / "bundle")
-        translator = load(bundle.path, backend="torch")
+        translator = _translator(checkpoint, tmp)
         accuracy = translation_domain_accuracy(translator, data, judge)
         report = evaluate(translator, data, ("ps", "lpips", "content", "fid"), steps=STEPS, num_pairs=num_pairs,
                           num_outs=5, seed=0, lpips=lpips, fid_extractor=judge_features(judge))
         metrics = {key.replace("fid_", "fid_judge_"): value.mean for key, value in report.metrics.items()}
         if final:
-            latent = evaluate(translator, data, ("ps",), steps=STEPS, num_pairs=num_pairs, seed=0, lpips=lpips,
-                              ps_start="latent")
-            metrics |= {key: value.mean for key, value in latent.metrics.items() if "_inter_latent_" in key}
+            metrics |= paper_protocol_ps(translator, data, lpips, num_pairs)
+            metrics |= judged_outputs(translator, data, judge, num_pairs)
     return {"domain_accuracy": accuracy.accuracy, "domain_accuracy_n": accuracy.count,
             "domain_accuracy_tasks": accuracy.per_task, **metrics,
             "eval_seconds": round(time.perf_counter() - started, 1)}
@@ -146,6 +169,10 @@ def collect(models: dict[str, dict[str, Any]], data: Path, judge: Any, lpips: An
             path = cache / name / f"step-{step:06d}{'-final' if final else ''}.v{CACHE_VERSION}.json"
             if path.is_file():
                 row = json.loads(path.read_text())
+                if final and any(key not in row for key in FINAL_ONLY):  # measured after the record was cached
+                    with tempfile.TemporaryDirectory() as tmp:
+                        row |= judged_outputs(_translator(checkpoint, tmp), data, judge, num_pairs)
+                    path.write_text(json.dumps(row, indent=1))
             else:
                 row = {"step": step, **evaluate_checkpoint(checkpoint, data, judge, lpips, num_pairs, final)}
                 path.parent.mkdir(parents=True, exist_ok=True)
