@@ -112,17 +112,25 @@ def test_queue_trains_unfinished_models_in_order_two_at_a_time(tmp_path: Path) -
     stub.chmod(0o755)
     lock = open(runs / ".smoothed-s1.lock", "w")  # what a training started by hand holds
     fcntl.flock(lock, fcntl.LOCK_EX)
-    release = threading.Timer(1.0, lambda: (fcntl.flock(lock, fcntl.LOCK_UN), lock.close()))
-    release.start()
     script = Path(__file__).resolve().parents[1] / "experiments" / "converged_queue.sh"
     env = {**os.environ, "RUNS": str(runs), "ITERS": "10", "JOBS": "2", "TRAIN": str(stub), "LOG": str(log)}
+    queue = subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    guard = threading.Timer(60, queue.kill)  # never hang the suite
+    guard.start()
+    lines: list[str] = []
     try:
-        done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+        assert queue.stdout is not None
+        for line in queue.stdout:  # the hand-started training ends only once the queue has seen it running
+            lines.append(line)
+            if "smoothed-s1 is training in another process" in line:
+                threading.Timer(0.5, lambda: (fcntl.flock(lock, fcntl.LOCK_UN), lock.close())).start()
+        assert queue.wait(timeout=60) == 0
     finally:
-        release.join()
-    assert done.returncode == 0, done.stderr
-    assert "smoothed-s1 is training in another process" in done.stdout and "queue done" in done.stdout
-    order = [line.split()[-1] for line in done.stdout.splitlines() if line.split()[1:2] == ["start"]]
+        guard.cancel()
+        queue.kill()
+        queue.wait(timeout=10)
+    assert lock.closed and "queue done" in lines[-1]
+    order = [line.split()[-1] for line in lines if line.split()[1:2] == ["start"]]
     assert order == ["smoothed-s0", "baseline-s1", "baseline-s2", "smoothed-s2", "paper-s0", "paper-s1", "paper-s2"]
     events = [line.split() for line in log.read_text().splitlines()]
     assert sorted(e[2:] for e in events if e[1] == "start") == sorted(
