@@ -164,7 +164,8 @@ def _evaluate(translator: "Translator", data: Path, selected: list[str], split: 
               inception_weights: Optional[Path], device: str, out: Path, per_task: bool, progress: bool,
               ps_start: str = "source", judge: Optional[Path] = None) -> None:
     """Run the metrics on an open translator, write the report and print the tables."""
-    from smoothgan.metrics.evaluate import NEEDS_LPIPS, build_lpips, evaluate, load_judge, scan_eval_data
+    from smoothgan.metrics.domain_classifier import load_judge
+    from smoothgan.metrics.evaluate import NEEDS_LPIPS, build_lpips, evaluate, scan_eval_data
     from smoothgan.metrics.lpips import ALEXNET_FILE, ALEXNET_URL, pretrained_weights
 
     eval_data = scan_eval_data(data, translator.domains, split, num_pairs, need_train="fid" in selected)  # fail fast

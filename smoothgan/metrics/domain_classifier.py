@@ -151,6 +151,22 @@ def load_domain_classifier(path: str | os.PathLike[str]) -> DomainClassifier:
     return DomainClassifier(config, net, accuracy, count, list(meta.get("history") or []))
 
 
+def load_judge(judge: DomainClassifier | str | os.PathLike[str] | None,
+               domains: Sequence[str]) -> DomainClassifier:
+    """The judge of the ``accuracy`` metric: loaded if a folder, licensed (>= 98% validation accuracy), and
+    knowing every domain of the data."""
+    if judge is None:
+        raise InputError("the accuracy metric needs a judge: a domain classifier folder made by `smoothgan data "
+                         "judge DATA --out DIR` (--judge DIR)")
+    classifier = judge if isinstance(judge, DomainClassifier) else load_domain_classifier(judge)
+    classifier.check()
+    missing = [d for d in domains if d not in classifier.config.domains]
+    if missing:
+        raise InputError(f"the judge knows domains {', '.join(classifier.config.domains)}, not "
+                         f"{', '.join(missing)} of the data")
+    return classifier
+
+
 def load_split(root: str | os.PathLike[str], split: str, domains: Sequence[str],
                img_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Images of ``root/split/<domain>/`` as model input ``[N, 3, S, S]`` in [-1, 1] and domain indices ``[N]``."""
@@ -265,6 +281,7 @@ __all__ = [
     "MIN_VAL_ACCURACY",
     "TranslationAccuracy",
     "load_domain_classifier",
+    "load_judge",
     "load_split",
     "train_domain_classifier",
     "translation_domain_accuracy",

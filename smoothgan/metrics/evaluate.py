@@ -73,7 +73,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_METRICS", "METRICS", "PS_STARTS", "EvalData", "PSStart", "Progress", "build_fid_extractor",
-    "build_lpips", "evaluate", "load_judge", "parse_metrics", "scan_eval_data",
+    "build_lpips", "evaluate", "parse_metrics", "scan_eval_data",
 ]
 
 log = logging.getLogger(__name__)
@@ -386,23 +386,6 @@ class _Runner:
                    per_task)
 
 
-def load_judge(judge: DomainClassifier | str | Path | None, domains: Sequence[str]) -> DomainClassifier:
-    """The judge of the ``accuracy`` metric: loaded if a folder, licensed (>= 98% validation accuracy), and
-    knowing every domain of the data."""
-    from smoothgan.metrics.domain_classifier import DomainClassifier, load_domain_classifier
-
-    if judge is None:
-        raise InputError("the accuracy metric needs a judge: a domain classifier folder made by `smoothgan data "
-                         "judge DATA --out DIR` (--judge DIR)")
-    classifier = judge if isinstance(judge, DomainClassifier) else load_domain_classifier(judge)
-    classifier.check()
-    missing = [d for d in domains if d not in classifier.config.domains]
-    if missing:
-        raise InputError(f"the judge knows domains {', '.join(classifier.config.domains)}, not "
-                         f"{', '.join(missing)} of the data")
-    return classifier
-
-
 def parse_metrics(metrics: str | Sequence[str]) -> tuple[str, ...]:
     """Metric groups from a list or "ps,lpips" text, in canonical order; InputError for unknown names."""
     names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
@@ -472,7 +455,12 @@ def evaluate(
     if len(translator.domains) < 2:
         raise InputError("evaluation needs a model with at least two domains")
     data = scan_eval_data(data_root, translator.domains, split, num_pairs, need_train="fid" in selected)
-    judge = load_judge(judge, data.domains) if "accuracy" in selected else None
+    if "accuracy" in selected:
+        from smoothgan.metrics.domain_classifier import load_judge
+
+        judge = load_judge(judge, data.domains)
+    else:
+        judge = None
     if "fid" in selected:
         fewest = min(len(v) for v in data.sources.values()) * num_outs, min(len(v) for v in data.train.values())
         if min(fewest) < 2:
