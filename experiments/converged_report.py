@@ -279,13 +279,14 @@ def checkpoint_table(records: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def curves(models: dict[str, dict[str, Any]], records: dict[str, list[dict[str, Any]]], out: Path) -> None:
-    """One panel per metric of :data:`CURVES` against the training step; colour = variant, one line per seed."""
+    """One panel per metric of :data:`CURVES` against the training step; colour = variant, line style = seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     colours = {"baseline": "tab:blue", "smoothed": "tab:orange", "paper": "tab:green"}
+    styles = ("-", "--", ":", "-.")
     figure, axes = plt.subplots(2, 3, figsize=(13, 7), constrained_layout=True)
     for ax, (key, title) in zip(axes.flat, CURVES):
         for name, rows in sorted(records.items()):
@@ -293,14 +294,15 @@ def curves(models: dict[str, dict[str, Any]], records: dict[str, list[dict[str, 
             points = [(r["step"], r["losses"].get(key) if "/" in key else r.get(key)) for r in rows]
             points = [(s, v) for s, v in points if v is not None]
             if points:
+                seed = models[name]["seed"]
                 ax.plot(*zip(*points), marker="o", markersize=3, color=colours[variant], alpha=0.8,
-                        label=VARIANT_LABELS[variant] if name.endswith("-s0") else None)
+                        linestyle=styles[seed % len(styles)], label=f"{VARIANT_LABELS[variant]}, seed {seed}")
         if key == "domain_accuracy":
             ax.axhline(CONVERGED_ACCURACY, color="grey", linestyle="--", linewidth=1)
         ax.set_title(title)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
+    axes.flat[0].legend(fontsize=7)
     figure.savefig(out, dpi=90)
     plt.close(figure)
 
