@@ -61,7 +61,8 @@ import numpy as np
 from smoothgan import images, styles
 from smoothgan.errors import BackendError, InputError
 from smoothgan.metrics.eval_data import EvalData, scan_eval_data
-from smoothgan.metrics.ps import PS_MODES, PSResult, smoothness_from_distances, summarize
+from smoothgan.metrics.eval_keys import add_grouped, add_smoothness, rank
+from smoothgan.metrics.ps import PS_MODES, PSResult, smoothness_from_distances
 from smoothgan.metrics.report import MetricValue, Report
 
 if TYPE_CHECKING:
@@ -279,7 +280,7 @@ class _Runner:
                         bucket[mode].append(smoothness_from_distances(dist[:-1], float(dist[-1]), mode=mode))
                 done += n * k
                 self._report(stage, done, total)
-        _add_smoothness(report, results, label, steps)
+        add_smoothness(report, results, label, steps)
 
     # -- translations: diversity, FID, content --------------------------------------------------------------------
     def _reference_styles(self, domain: str) -> np.ndarray:
@@ -347,7 +348,7 @@ class _Runner:
                         self._content_errors(chunk, images.from_model_output(out), num_outs, trg, bucket)
                 done += n
                 self._report(stage, done, total)
-        _add_grouped(report, values)
+        add_grouped(report, values)
         if "fid" in want:
             self._fid(mode, fake, report)
 
@@ -531,8 +532,8 @@ def evaluate(
             t0 = time.perf_counter()
             runner.translations(mode, num_outs, todo, report)
             stage_s[f"translations_{mode}"] = round(time.perf_counter() - t0, 3)
-    report.metrics = dict(sorted(report.metrics.items(), key=lambda item: _rank(item[0])))
-    report.tasks = dict(sorted(report.tasks.items(), key=lambda item: _rank(item[0])))
+    report.metrics = dict(sorted(report.metrics.items(), key=lambda item: rank(item[0])))
+    report.tasks = dict(sorted(report.tasks.items(), key=lambda item: rank(item[0])))
     total = time.perf_counter() - started
     report.timing = {"total_s": round(total, 3), "stages_s": stage_s, "generated_images": runner.generated,
                      "generated_per_s": round(runner.generated / total, 2) if total > 0 else None}
@@ -544,62 +545,3 @@ def torch_from(x: np.ndarray) -> torch.Tensor:
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(x))
-
-
-_ORDER = ("ps_inter", "ps_intra", "lpips_", "fid_", "domain_accuracy", "content_lpips", "content_position", "content_size",
-          "content_rotation", "content_not_found", "alignment_inter", "uniformity_inter", "alignment_intra",
-          "uniformity_intra")
-
-
-def _rank(key: str) -> tuple[int, str, int]:
-    """Report order: headline PS, diversity, FID, content, then the PS components; modes in PS_MODES order."""
-    family = next((i for i, prefix in enumerate(_ORDER) if key.startswith(prefix)), len(_ORDER))
-    base, _, mode = key.rpartition("_")
-    if mode in PS_MODES:
-        return family, base, list(PS_MODES).index(mode)
-    return family, key, -1
-
-
-def _over(key: str) -> str:
-    """What the values behind a metric key are."""
-    if key.startswith(("ps_", "alignment_", "uniformity_")):
-        return "sequences"
-    if key.startswith(("content_position", "content_size", "content_rotation", "content_not_found",
-                       "domain_accuracy")):
-        return "outputs"
-    return "source images"
-
-
-def _add_smoothness(report: Report, results: dict[tuple[str, str], dict[str, list[PSResult]]], kind: str,
-                    steps: int) -> None:
-    """Per-task PS results -> ``ps_/alignment_/uniformity_<kind>_<steps>_<mode>``, overall (pooled) and per task.
-
-    PS goes through :func:`~smoothgan.metrics.ps.summarize`, so ``paper`` mode is the harmonic mean of the mean
-    alignment and mean uniformity of the set (overall, and of each task), not a mean of per-sequence values.
-    """
-    for mode in PS_MODES:
-        per_task = {f"{s}2{t}": b[mode] for (s, t), b in results.items() if b.get(mode)}
-        pooled = [r for rs in per_task.values() for r in rs]
-        if not pooled:
-            continue
-        report.add(f"ps_{kind}_{steps}_{mode}", MetricValue.from_summary(summarize(pooled, mode), "sequences"),
-                   {task: MetricValue.from_summary(summarize(rs, mode), "sequences") for task, rs in per_task.items()})
-        for part in ("alignment", "uniformity"):
-            report.add(f"{part}_{kind}_{steps}_{mode}",
-                       MetricValue.from_values([getattr(r, part) for r in pooled], "sequences"),
-                       {task: MetricValue.from_values([getattr(r, part) for r in rs], "sequences")
-                        for task, rs in per_task.items()})
-
-
-def _add_grouped(report: Report, values: dict[tuple[str, str], dict[str, list[float]]]) -> None:
-    """Per-task lists -> overall (pooled over tasks) and per-task MetricValues, keys in first-seen order."""
-    keys: list[str] = []
-    for bucket in values.values():
-        keys.extend(k for k in bucket if k not in keys)
-    for key in keys:
-        pooled = [v for b in values.values() for v in b.get(key, [])]
-        if not pooled:
-            continue
-        per_task = {f"{s}2{t}": MetricValue.from_values(b[key], _over(key))
-                    for (s, t), b in values.items() if b.get(key)}
-        report.add(key, MetricValue.from_values(pooled, _over(key)), per_task)
