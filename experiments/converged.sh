@@ -6,7 +6,8 @@
 #   experiments/converged.sh NAME SEED VARIANT          VARIANT: smoothed | baseline | paper
 #
 # Environment (defaults = the measured plan in EXPERIMENTS.md, "Plan for the converged ablation (measured)"):
-#   DATA=/tmp/shapes32  RUNS=/tmp/conv-runs  PRESET=shapes32  ITERS=24000  THREADS=2
+#   DATA=/tmp/shapes32  RUNS=/tmp/conv-runs  PRESET=shapes32  ITERS=24000  THREADS=2  SAVE_EVERY=2000
+#   (ITERS other than the preset's 24,000 scale every schedule with it: λ_ds decay, style-regularisation ramp)
 # The data set comes first: `smoothgan data synth $DATA --img-size 32 --seed 0` (same seed, same bytes).
 set -euo pipefail
 name=${1:?usage: converged.sh NAME SEED smoothed|baseline|paper}
@@ -16,6 +17,7 @@ DATA=${DATA:-/tmp/shapes32}
 RUNS=${RUNS:-/tmp/conv-runs}
 PRESET=${PRESET:-shapes32}
 ITERS=${ITERS:-24000}
+SAVE_EVERY=${SAVE_EVERY:-2000}
 export OMP_NUM_THREADS=${THREADS:-2}
 
 # one training per name: the lock is inherited by the trainer (exec below) and dropped when it exits or is killed
@@ -50,7 +52,7 @@ esac
 # newest checkpoint of any run directory NNNNN-$name (step-NNNNNN names sort by step)
 latest=$(ls -d "$RUNS"/*-"$name"/checkpoints/step-* 2>/dev/null | awk -F/ '{print $NF" "$0}' | sort | tail -1 |
          cut -d' ' -f2 || true)
-common=(--out "$RUNS" --name "$name" --device cpu --lpips-random-backbone --save-every 2000 --keep-last 0
+common=(--out "$RUNS" --name "$name" --device cpu --lpips-random-backbone --save-every "$SAVE_EVERY" --keep-last 0
         --sample-every 5000 --print-every 200)
 if [[ -n $latest ]]; then
   echo "resuming $name from $latest"

@@ -8,7 +8,8 @@
 #   kill -- -$(pgrep -o -f converged_queue.sh)     # stop the queue and its trainings (its process group)
 #
 # Environment: RUNS=/tmp/conv-runs ITERS=24000 JOBS=2, and converged.sh's (DATA, PRESET; THREADS defaults to 1);
-# TRAIN replaces converged.sh (tests).
+# MODELS="NAME ..." trains only those of the plan (e.g. MODELS="baseline-s0 smoothed-s0"); TRAIN replaces
+# converged.sh (tests).
 set -uo pipefail
 RUNS=${RUNS:-/tmp/conv-runs}
 ITERS=${ITERS:-24000}
@@ -26,6 +27,9 @@ finished() {  # the final checkpoint exists in one of the model's run directorie
 running=0
 for model in "${models[@]}"; do
   read -r name seed variant <<< "$model"
+  if [[ -n ${MODELS:-} && " $MODELS " != *" $name "* ]]; then
+    continue
+  fi
   if finished "$name"; then
     continue
   fi

@@ -144,6 +144,23 @@ def test_queue_trains_unfinished_models_in_order_two_at_a_time(tmp_path: Path) -
     assert peak <= 2
 
 
+def test_queue_models_selects_a_subset_in_plan_order(tmp_path: Path) -> None:
+    """MODELS restricts the queue to the named models (a short ablation of two variants), still in plan order."""
+    import os
+    import subprocess
+
+    stub = tmp_path / "train.sh"
+    stub.write_text('#!/usr/bin/env bash\necho "$1 $2 $3" >> "$LOG"\n')
+    stub.chmod(0o755)
+    log = tmp_path / "events.log"
+    script = Path(__file__).resolve().parents[1] / "experiments" / "converged_queue.sh"
+    env = {**os.environ, "RUNS": str(tmp_path / "runs"), "ITERS": "10", "JOBS": "1", "TRAIN": str(stub),
+           "LOG": str(log), "MODELS": "paper-s1 baseline-s2 smoothed-s"}  # a name prefix selects nothing
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == ["baseline-s2 2 baseline", "paper-s1 1 paper"]
+
+
 def test_a_model_already_training_is_not_started_twice(tmp_path: Path) -> None:
     import fcntl
     import os
