@@ -159,8 +159,9 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, judge: Any, lpips: Any, nu
 
 
 def collect(models: dict[str, dict[str, Any]], data: Path, judge: Any, lpips: Any, cache: Path,
-            num_pairs: int) -> dict[str, list[dict[str, Any]]]:
-    """Per model, one record per checkpoint (cached in ``cache/NAME/step-NNNNNN.json``)."""
+            num_pairs: int, final_only: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Per model, one record per checkpoint (cached in ``cache/NAME/step-NNNNNN.json``); with ``final_only``,
+    intermediate checkpoints not yet in the cache are left out instead of evaluated."""
     records: dict[str, list[dict[str, Any]]] = {}
     for name, model in sorted(models.items()):
         rows, previous = [], 0
@@ -173,6 +174,8 @@ def collect(models: dict[str, dict[str, Any]], data: Path, judge: Any, lpips: An
                     with tempfile.TemporaryDirectory() as tmp:
                         row |= judged_outputs(_translator(checkpoint, tmp), data, judge, num_pairs)
                     path.write_text(json.dumps(row, indent=1))
+            elif final_only and not final:
+                continue
             else:
                 row = {"step": step, **evaluate_checkpoint(checkpoint, data, judge, lpips, num_pairs, final)}
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -316,6 +319,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("experiments/results/converged"))
     parser.add_argument("--num-pairs", type=int, default=20, help="PS/eval sources per domain")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (runs may be training beside it)")
+    parser.add_argument("--final-only", action="store_true",
+                        help="evaluate only last checkpoints; intermediate ones enter the report once cached")
     opts = parser.parse_args()
 
     import torch
@@ -325,7 +330,7 @@ def main() -> None:
     judge.check()
     lpips = build_lpips(random_backbone=True)  # no pretrained AlexNet offline: see EXPERIMENTS.md
     models = discover(opts.runs)
-    records = collect(models, opts.data, judge, lpips, opts.cache, opts.num_pairs)
+    records = collect(models, opts.data, judge, lpips, opts.cache, opts.num_pairs, opts.final_only)
     opts.out.mkdir(parents=True, exist_ok=True)
     summary = {"judge": {"path": str(opts.judge), "val_accuracy": judge.val_accuracy},
                "lpips_backbone": "alexnet (random init)", "num_pairs": opts.num_pairs, "steps": STEPS,

@@ -45,6 +45,25 @@ def test_discover_pools_resumed_runs_and_skips_other_folders(report, tmp_path: P
     assert report.mean_losses(smoothed["ticks"], 0, 2) == {"G/latent_adv": pytest.approx(2.0)}
 
 
+def test_final_only_evaluates_last_checkpoints_and_keeps_cached_ones(report, tmp_path: Path, monkeypatch) -> None:
+    _run_dir(tmp_path / "runs", "00000-baseline-s1", 6, [2, 4, 6], [(2, 1.0), (4, 2.0), (6, 3.0)])
+    cache = tmp_path / "cache"
+    (cache / "baseline-s1").mkdir(parents=True)
+    (cache / "baseline-s1" / f"step-000002.v{report.CACHE_VERSION}.json").write_text(json.dumps({"step": 2}))
+    evaluated: list[tuple[str, bool]] = []
+
+    def fake_evaluate(checkpoint, data, judge, lpips, num_pairs, final):
+        evaluated.append((checkpoint.name, final))
+        return {"domain_accuracy": 1.0, f"ps_inter_{report.STEPS}_paper": 0.5, "eval_seconds": 0.0}
+
+    monkeypatch.setattr(report, "evaluate_checkpoint", fake_evaluate)
+    models = report.discover(tmp_path / "runs")
+    records = report.collect(models, tmp_path, None, None, cache, 1, final_only=True)
+    assert evaluated == [("step-000006", True)]  # step 4 is neither cached nor final: left out, not evaluated
+    assert [row["step"] for row in records["baseline-s1"]] == [2, 6]
+    assert records["baseline-s1"][1]["losses"] == {"G/latent_adv": pytest.approx(2.5)}  # ticks 4 and 6
+
+
 def test_interval_is_the_student_t_interval_over_seeds(report) -> None:
     # mean 2, sample std 1, t(0.975, 2) = 4.3027: half-width 4.3027 / sqrt(3) = 2.484
     assert report.interval([1.0, 2.0, 3.0], 3) == "2.000 [-0.484, 4.484] (n=3)"
