@@ -9,8 +9,8 @@ from smoothgan.metrics.report import MetricValue, Report
 __all__ = ["add_grouped", "add_smoothness", "over", "rank"]
 
 _ORDER = ("ps_inter", "ps_intra", "lpips_", "fid_", "domain_accuracy", "content_lpips", "content_position",
-          "content_size", "content_rotation", "content_not_found", "alignment_inter", "uniformity_inter", "alignment_intra",
-          "uniformity_intra")
+          "content_size", "content_rotation", "content_not_found", "alignment_inter", "uniformity_inter",
+          "alignment_intra", "uniformity_intra")
 
 
 def rank(key: str) -> tuple[int, str, int]:
