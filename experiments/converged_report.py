@@ -3,6 +3,8 @@
     python3 experiments/converged_report.py                  # defaults: the plan's /tmp paths (EXPERIMENTS.md)
     python3 experiments/converged_report.py --runs /tmp/conv-runs --data /tmp/shapes32 --judge /tmp/judge32 \\
         --out experiments/results/converged
+    python3 experiments/converged_report.py --runs /tmp/short-runs --cache /tmp/short-eval \\
+        --earlier experiments/results/short4k/converged.json --out experiments/results/short4k
 
 Runs are the run directories ``NNNNN-{variant}-s{seed}`` written by ``experiments/converged.sh`` (a resumed model
 has several; its checkpoints are pooled). For every checkpoint ``step-NNNNNN``: its EMA networks become a
@@ -13,7 +15,8 @@ FID computed on the judge's features (``fid_judge_*``: a realism trend, not Ince
 the model's last checkpoint also gets the paper's inter-domain protocol (``ps_start="latent"``) and the
 judge's accuracy on ``smoothgan eval --judge``'s latent- and reference-guided outputs. Training losses
 are the mean of the ``stats.jsonl`` ticks since the previous checkpoint. Each checkpoint's numbers are cached
-(``--cache``), so the script can be rerun as runs progress and only evaluates what is new.
+(``--cache``), so the script can be rerun as runs progress and only evaluates what is new; ``--earlier`` brings
+in the recorded models of an earlier report whose runs are gone (a new variant is then compared against them).
 
 Outputs (``--out``, committed): ``converged.json`` (every number), ``table.md`` (final checkpoints: mean and
 95% Student-t interval over seeds per variant; a model counts as converged at >= 90% domain accuracy; then the
@@ -189,6 +192,20 @@ def collect(models: dict[str, dict[str, Any]], data: Path, judge: Any, lpips: An
     return records
 
 
+def carry_over(earlier: Path, models: dict[str, dict[str, Any]], records: dict[str, list[dict[str, Any]]]
+               ) -> list[str]:
+    """Add the models of an earlier report's ``converged.json`` that are not in ``--runs`` (their run directories
+    are gone), with their recorded checkpoints, so that new variants are compared against them; returns their
+    names. A model present in both keeps its freshly evaluated records."""
+    summary = json.loads(earlier.read_text())
+    carried = sorted(name for name in summary["models"] if name not in models)
+    for name in carried:
+        entry = summary["models"][name]
+        models[name] = {key: entry[key] for key in ("variant", "seed", "total_iters")} | {"carried_from": str(earlier)}
+        records[name] = entry["checkpoints"]
+    return carried
+
+
 def interval(values: list[float], digits: int) -> str:
     """'mean [low, high] (n)' with the 95% Student-t interval over seeds; 'mean (n=1)' for a single seed."""
     if not values:
@@ -232,6 +249,10 @@ def table(models: dict[str, dict[str, Any]], records: dict[str, list[dict[str, A
             tasks = ", ".join(f"{k} {v:.2f}" for k, v in last["domain_accuracy_tasks"].items())
             lines.append(f"| {name} | {last['step']} / {models[name]['total_iters']} | "
                          f"{last['domain_accuracy']:.3f} | {tasks} |")
+    sources = sorted({model["carried_from"] for model in models.values() if "carried_from" in model})
+    for source in sources:
+        names = ", ".join(name for name in sorted(models) if models[name].get("carried_from") == source)
+        lines += ["", f"Carried over as recorded in {source} (runs no longer on disk, not re-evaluated): {names}."]
     return "\n".join(lines) + "\n"
 
 
@@ -321,6 +342,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (runs may be training beside it)")
     parser.add_argument("--final-only", action="store_true",
                         help="evaluate only last checkpoints; intermediate ones enter the report once cached")
+    parser.add_argument("--earlier", type=Path, action="append", default=[],
+                        help="an earlier report's converged.json whose models (runs no longer on disk) join the "
+                        "tables as recorded; repeatable")
     opts = parser.parse_args()
 
     import torch
@@ -331,10 +355,14 @@ def main() -> None:
     lpips = build_lpips(random_backbone=True)  # no pretrained AlexNet offline: see EXPERIMENTS.md
     models = discover(opts.runs)
     records = collect(models, opts.data, judge, lpips, opts.cache, opts.num_pairs, opts.final_only)
+    for earlier in opts.earlier:
+        carried = carry_over(earlier, models, records)
+        print(f"carried over from {earlier}: {', '.join(carried) or 'nothing'}")
     opts.out.mkdir(parents=True, exist_ok=True)
     summary = {"judge": {"path": str(opts.judge), "val_accuracy": judge.val_accuracy},
                "lpips_backbone": "alexnet (random init)", "num_pairs": opts.num_pairs, "steps": STEPS,
-               "models": {name: {k: models[name][k] for k in ("variant", "seed", "total_iters")}
+               "models": {name: {k: models[name][k] for k in ("variant", "seed", "total_iters", "carried_from")
+                                 if k in models[name]}
                           | {"checkpoints": rows} for name, rows in records.items()}}
     (opts.out / "converged.json").write_text(json.dumps(summary, indent=1))
     (opts.out / "table.md").write_text(table(models, records) + "\nPaired by seed (difference of the two variants "

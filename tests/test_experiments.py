@@ -89,7 +89,6 @@ def test_table_counts_only_finished_models(report) -> None:
     assert report.table(models, {"smoothed-s1": records["smoothed-s1"]}).startswith("(no model has finished")
 
 
-
 def test_paired_table_differences_by_seed_with_student_t_intervals(report) -> None:
     models = {f"{v}-s{k}": {"variant": v, "seed": k, "total_iters": 10} for v in ("baseline", "smoothed")
               for k in range(3)}
@@ -104,6 +103,30 @@ def test_paired_table_differences_by_seed_with_student_t_intervals(report) -> No
     assert row == f"| translation domain accuracy (judge) | 0.075 [{0.075 - half:.3f}, {0.075 + half:.3f}] (n=2) |"
     assert next(line for line in lines if line.startswith("| PS inter, official")) == "| PS inter, official | - |"
     assert report.paired_table(models, {"baseline-s0": records["baseline-s0"]}).startswith("(no seed has two")
+
+
+def test_earlier_report_models_join_the_tables_and_fresh_records_win(report, tmp_path: Path) -> None:
+    row = {"step": 10, "domain_accuracy_tasks": {"a2b": 1.0}}
+    earlier = tmp_path / "converged.json"
+    earlier.write_text(json.dumps({"models": {
+        "baseline-s0": {"variant": "baseline", "seed": 0, "total_iters": 10,
+                        "checkpoints": [{**row, "domain_accuracy": 0.80}]},
+        "paper-s0": {"variant": "paper", "seed": 0, "total_iters": 10,
+                     "checkpoints": [{**row, "domain_accuracy": 0.10}]}}}))
+    models = {"paper-s0": {"variant": "paper", "seed": 0, "total_iters": 10}}
+    records = {"paper-s0": [{**row, "domain_accuracy": 0.95}]}
+    assert report.carry_over(earlier, models, records) == ["baseline-s0"]
+    assert records["paper-s0"][0]["domain_accuracy"] == 0.95  # the fresh evaluation, not the recorded one
+    assert models["baseline-s0"] == {"variant": "baseline", "seed": 0, "total_iters": 10,
+                                     "carried_from": str(earlier)}
+    lines = report.table(models, records).splitlines()
+    assert lines[0] == "| metric | baseline (StarGAN v2) | smoothed (paper's form) |"
+    assert lines[-1] == (f"Carried over as recorded in {earlier} (runs no longer on disk, not re-evaluated): "
+                         "baseline-s0.")
+    paired = report.paired_table(models, records).splitlines()
+    assert paired[0] == "| metric | paper - baseline |"
+    assert paired[2] == "| translation domain accuracy (judge) | 0.150 (n=1) |"
+
 
 def test_checkpoint_table_has_a_row_per_checkpoint_and_dashes_for_missing_metrics(report) -> None:
     records = {"smoothed-s0": [{"step": 2000, "domain_accuracy": 0.5, "fid_judge_latent": 12.25},
