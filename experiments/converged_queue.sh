@@ -8,8 +8,8 @@
 #   kill -- -$(pgrep -o -f converged_queue.sh)     # stop the queue and its trainings (its process group)
 #
 # Environment: RUNS=/tmp/conv-runs ITERS=24000 JOBS=2, and converged.sh's (DATA, PRESET; THREADS defaults to 1);
-# MODELS="NAME ..." trains only those of the plan (e.g. MODELS="baseline-s0 smoothed-s0"); TRAIN replaces
-# converged.sh (tests).
+# SEEDS="0 1 2" sets the plan's seeds; MODELS="NAME ..." trains only those of the plan (e.g. MODELS="baseline-s0
+# smoothed-s0"); TRAIN replaces converged.sh (tests).
 set -uo pipefail
 RUNS=${RUNS:-/tmp/conv-runs}
 ITERS=${ITERS:-24000}
@@ -17,8 +17,14 @@ JOBS=${JOBS:-2}
 export RUNS ITERS THREADS=${THREADS:-1}
 TRAIN=${TRAIN:-$(cd "$(dirname "$0")" && pwd)/converged.sh}
 
-models=("baseline-s0 0 baseline" "smoothed-s0 0 smoothed" "baseline-s1 1 baseline" "smoothed-s1 1 smoothed"
-        "baseline-s2 2 baseline" "smoothed-s2 2 smoothed" "paper-s0 0 paper" "paper-s1 1 paper" "paper-s2 2 paper")
+# the plan: baseline and smoothed seed by seed (each seed's pair side by side), then the paper's form
+models=()
+for seed in ${SEEDS:-0 1 2}; do
+  models+=("baseline-s$seed $seed baseline" "smoothed-s$seed $seed smoothed")
+done
+for seed in ${SEEDS:-0 1 2}; do
+  models+=("paper-s$seed $seed paper")
+done
 
 finished() {  # the final checkpoint exists in one of the model's run directories
   compgen -G "$RUNS/*-$1/checkpoints/step-$(printf %06d "$ITERS")" > /dev/null

@@ -203,6 +203,25 @@ def test_queue_models_selects_a_subset_in_plan_order(tmp_path: Path) -> None:
     assert log.read_text().splitlines() == ["baseline-s2 2 baseline", "paper-s1 1 paper"]
 
 
+def test_queue_seeds_sets_the_plan(tmp_path: Path) -> None:
+    """SEEDS="3 4" adds seeds to an ablation: baseline and smoothed seed by seed, then the paper's form."""
+    import os
+    import subprocess
+
+    stub = tmp_path / "train.sh"
+    stub.write_text('#!/usr/bin/env bash\necho "$1 $2 $3" >> "$LOG"\n')
+    stub.chmod(0o755)
+    log = tmp_path / "events.log"
+    script = Path(__file__).resolve().parents[1] / "experiments" / "converged_queue.sh"
+    env = {**os.environ, "RUNS": str(tmp_path / "runs"), "ITERS": "10", "JOBS": "1", "TRAIN": str(stub),
+           "LOG": str(log), "SEEDS": "3 4"}
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == ["baseline-s3 3 baseline", "smoothed-s3 3 smoothed",
+                                            "baseline-s4 4 baseline", "smoothed-s4 4 smoothed",
+                                            "paper-s3 3 paper", "paper-s4 4 paper"]
+
+
 def test_a_model_already_training_is_not_started_twice(tmp_path: Path) -> None:
     import fcntl
     import os
