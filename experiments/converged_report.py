@@ -20,7 +20,8 @@ in the recorded models of an earlier report whose runs are gone (a new variant i
 
 Outputs (``--out``, committed): ``converged.json`` (every number), ``table.md`` (final checkpoints: mean and
 95% Student-t interval over seeds per variant; a model counts as converged at >= 90% domain accuracy; then the
-differences between variants paired by seed, with their intervals),
+differences between variants paired by seed, with their intervals; then PS inter (paper) of every checkpoint
+grouped by its domain accuracy, a control for training progress),
 ``checkpoints.md`` (headline metrics of every checkpoint) and ``curves.png`` (metrics against the training step,
 one line per run).
 """
@@ -290,6 +291,33 @@ CHECKPOINT_COLUMNS = (("domain acc.", "domain_accuracy", 3), ("FID (judge)", "fi
                       ("rotation err. (deg)", "content_rotation_err", 1))
 
 
+ACCURACY_BANDS = ((0.0, 0.5), (0.5, 0.7), (0.7, 0.9), (0.9, 1.01))
+
+
+def matched_progress_table(models: dict[str, dict[str, Any]], records: dict[str, list[dict[str, Any]]],
+                           key: str = f"ps_inter_{STEPS}_paper") -> str:
+    """Markdown: mean ``key`` over every checkpoint of each variant whose domain accuracy lies in each band.
+
+    PS falls as a model learns to translate (a model that barely changes its input interpolates "smoothly"), so a
+    variant that is behind in training scores a higher PS for that reason alone; comparing checkpoints at the
+    same domain accuracy separates that from the smoothing itself. Checkpoints of one run are not independent:
+    read the cells as a control for progress, not as intervals."""
+    variants = [v for v in VARIANTS if any(models[name]["variant"] == v for name in records)]
+    lines = ["| domain accuracy of the checkpoint (n: checkpoints) | " + " | ".join(VARIANT_LABELS[v] for v in variants) + " |",
+             "|---|" + "---|" * len(variants)]
+    for low, high in ACCURACY_BANDS:
+        cells = []
+        for variant in variants:
+            hits = [(name, row[key]) for name, rows in records.items() if models[name]["variant"] == variant
+                    for row in rows if low <= row["domain_accuracy"] < high and row.get(key) is not None]
+            values = [value for _, value in hits]
+            runs = len({name for name, _ in hits})
+            cells.append(f"{sum(values) / len(values):.3f} (n={len(values)}, {runs} run{'s' * (runs > 1)})"
+                         if hits else "-")
+        lines.append(f"| {low:.1f} - {min(high, 1.0):.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def checkpoint_table(records: dict[str, list[dict[str, Any]]]) -> str:
     """Markdown: one row per (model, checkpoint) with the headline metrics, for the convergence discussion."""
     lines = ["| model | step | " + " | ".join(label for label, _, _ in CHECKPOINT_COLUMNS) + " |",
@@ -366,7 +394,9 @@ def main() -> None:
                           | {"checkpoints": rows} for name, rows in records.items()}}
     (opts.out / "converged.json").write_text(json.dumps(summary, indent=1))
     (opts.out / "table.md").write_text(table(models, records) + "\nPaired by seed (difference of the two variants "
-                                       "trained with the same seed):\n\n" + paired_table(models, records))
+                                       "trained with the same seed):\n\n" + paired_table(models, records)
+                                       + "\nPS inter (paper) at matched training progress (every checkpoint, "
+                                       "grouped by its domain accuracy):\n\n" + matched_progress_table(models, records))
     (opts.out / "checkpoints.md").write_text(checkpoint_table(records))
     curves(models, records, opts.out / "curves.png")
     print((opts.out / "table.md").read_text())

@@ -128,6 +128,21 @@ def test_earlier_report_models_join_the_tables_and_fresh_records_win(report, tmp
     assert paired[2] == "| translation domain accuracy (judge) | 0.150 (n=1) |"
 
 
+def test_matched_progress_table_averages_checkpoints_by_accuracy_band(report) -> None:
+    models = {"baseline-s0": {"variant": "baseline"}, "paper-s0": {"variant": "paper"},
+              "paper-s1": {"variant": "paper"}}
+    key = "ps_inter_20_paper"
+    records = {"baseline-s0": [{"domain_accuracy": 0.4, key: 0.8}, {"domain_accuracy": 0.95, key: 0.5}],
+               "paper-s0": [{"domain_accuracy": 0.6, key: 0.7}, {"domain_accuracy": 0.65, key: 0.6}],
+               "paper-s1": [{"domain_accuracy": 0.69, key: 0.2}, {"domain_accuracy": 1.0, key: None}]}
+    lines = report.matched_progress_table(models, records).splitlines()
+    assert lines[0] == "| domain accuracy of the checkpoint (n: checkpoints) | baseline (StarGAN v2) | smoothed (paper's form) |"
+    assert lines[2] == "| 0.0 - 0.5 | 0.800 (n=1, 1 run) | - |"
+    assert lines[3] == "| 0.5 - 0.7 | - | 0.500 (n=3, 2 runs) |"
+    assert lines[4] == "| 0.7 - 0.9 | - | - |"
+    assert lines[5] == "| 0.9 - 1.0 | 0.500 (n=1, 1 run) | - |"
+
+
 def test_checkpoint_table_has_a_row_per_checkpoint_and_dashes_for_missing_metrics(report) -> None:
     records = {"smoothed-s0": [{"step": 2000, "domain_accuracy": 0.5, "fid_judge_latent": 12.25},
                                {"step": 4000, "domain_accuracy": 0.96}]}
