@@ -338,7 +338,7 @@ def curves(models: dict[str, dict[str, Any]], records: dict[str, list[dict[str, 
     import matplotlib.pyplot as plt
 
     colours = {"baseline": "tab:blue", "smoothed": "tab:orange", "paper": "tab:green"}
-    styles = ("-", "--", ":", "-.")
+    styles = ("-", "--", ":", "-.", (0, (3, 1, 1, 1, 1, 1)))
     figure, axes = plt.subplots(2, 3, figsize=(13, 7), constrained_layout=True)
     for ax, (key, title) in zip(axes.flat, CURVES):
         for name, rows in sorted(records.items()):
