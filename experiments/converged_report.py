@@ -303,7 +303,8 @@ def matched_progress_table(models: dict[str, dict[str, Any]], records: dict[str,
     same domain accuracy separates that from the smoothing itself. Checkpoints of one run are not independent:
     read the cells as a control for progress, not as intervals."""
     variants = [v for v in VARIANTS if any(models[name]["variant"] == v for name in records)]
-    lines = ["| domain accuracy of the checkpoint (n: checkpoints) | " + " | ".join(VARIANT_LABELS[v] for v in variants) + " |",
+    header = " | ".join(VARIANT_LABELS[v] for v in variants)
+    lines = [f"| domain accuracy of the checkpoint (n: checkpoints) | {header} |",
              "|---|" + "---|" * len(variants)]
     for low, high in ACCURACY_BANDS:
         cells = []

@@ -136,7 +136,8 @@ def test_matched_progress_table_averages_checkpoints_by_accuracy_band(report) ->
                "paper-s0": [{"domain_accuracy": 0.6, key: 0.7}, {"domain_accuracy": 0.65, key: 0.6}],
                "paper-s1": [{"domain_accuracy": 0.69, key: 0.2}, {"domain_accuracy": 1.0, key: None}]}
     lines = report.matched_progress_table(models, records).splitlines()
-    assert lines[0] == "| domain accuracy of the checkpoint (n: checkpoints) | baseline (StarGAN v2) | smoothed (paper's form) |"
+    assert lines[0] == ("| domain accuracy of the checkpoint (n: checkpoints) | baseline (StarGAN v2) "
+                        "| smoothed (paper's form) |")
     assert lines[2] == "| 0.0 - 0.5 | 0.800 (n=1, 1 run) | - |"
     assert lines[3] == "| 0.5 - 0.7 | - | 0.500 (n=3, 2 runs) |"
     assert lines[4] == "| 0.7 - 0.9 | - | - |"
@@ -201,8 +202,8 @@ def test_queue_trains_unfinished_models_in_order_two_at_a_time(tmp_path: Path) -
     assert peak <= 2
 
 
-def test_queue_models_selects_a_subset_in_plan_order(tmp_path: Path) -> None:
-    """MODELS restricts the queue to the named models (a short ablation of two variants), still in plan order."""
+def _queue_order(tmp_path: Path, **env: str) -> list[str]:
+    """Run experiments/converged_queue.sh one job at a time with a stub trainer; the trainings it started, in order."""
     import os
     import subprocess
 
@@ -212,29 +213,23 @@ def test_queue_models_selects_a_subset_in_plan_order(tmp_path: Path) -> None:
     log = tmp_path / "events.log"
     script = Path(__file__).resolve().parents[1] / "experiments" / "converged_queue.sh"
     env = {**os.environ, "RUNS": str(tmp_path / "runs"), "ITERS": "10", "JOBS": "1", "TRAIN": str(stub),
-           "LOG": str(log), "MODELS": "paper-s1 baseline-s2 smoothed-s"}  # a name prefix selects nothing
+           "LOG": str(log), **env}
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert log.read_text().splitlines() == ["baseline-s2 2 baseline", "paper-s1 1 paper"]
+    return log.read_text().splitlines()
+
+
+def test_queue_models_selects_a_subset_in_plan_order(tmp_path: Path) -> None:
+    """MODELS restricts the queue to the named models (a short ablation of two variants), still in plan order."""
+    order = _queue_order(tmp_path, MODELS="paper-s1 baseline-s2 smoothed-s")  # a name prefix selects nothing
+    assert order == ["baseline-s2 2 baseline", "paper-s1 1 paper"]
 
 
 def test_queue_seeds_sets_the_plan(tmp_path: Path) -> None:
     """SEEDS="3 4" adds seeds to an ablation: baseline and smoothed seed by seed, then the paper's form."""
-    import os
-    import subprocess
-
-    stub = tmp_path / "train.sh"
-    stub.write_text('#!/usr/bin/env bash\necho "$1 $2 $3" >> "$LOG"\n')
-    stub.chmod(0o755)
-    log = tmp_path / "events.log"
-    script = Path(__file__).resolve().parents[1] / "experiments" / "converged_queue.sh"
-    env = {**os.environ, "RUNS": str(tmp_path / "runs"), "ITERS": "10", "JOBS": "1", "TRAIN": str(stub),
-           "LOG": str(log), "SEEDS": "3 4"}
-    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert log.read_text().splitlines() == ["baseline-s3 3 baseline", "smoothed-s3 3 smoothed",
-                                            "baseline-s4 4 baseline", "smoothed-s4 4 smoothed",
-                                            "paper-s3 3 paper", "paper-s4 4 paper"]
+    assert _queue_order(tmp_path, SEEDS="3 4") == ["baseline-s3 3 baseline", "smoothed-s3 3 smoothed",
+                                                   "baseline-s4 4 baseline", "smoothed-s4 4 smoothed",
+                                                   "paper-s3 3 paper", "paper-s4 4 paper"]
 
 
 def test_a_model_already_training_is_not_started_twice(tmp_path: Path) -> None:
