@@ -18,11 +18,12 @@ export RUNS ITERS THREADS=${THREADS:-1}
 TRAIN=${TRAIN:-$(cd "$(dirname "$0")" && pwd)/converged.sh}
 
 # the plan: baseline and smoothed seed by seed (each seed's pair side by side), then the paper's form
+seeds=(${SEEDS:-0 1 2})
 models=()
-for seed in ${SEEDS:-0 1 2}; do
+for seed in "${seeds[@]}"; do
   models+=("baseline-s$seed $seed baseline" "smoothed-s$seed $seed smoothed")
 done
-for seed in ${SEEDS:-0 1 2}; do
+for seed in "${seeds[@]}"; do
   models+=("paper-s$seed $seed paper")
 done
 
